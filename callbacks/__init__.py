@@ -1,0 +1,47 @@
+"""Everything that hooks into a run: the ``Callback`` base and the built-in callbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from callbacks.base import HOOK_NAMES, PRIORITIES, Callback
+from callbacks.callback_list import CallbackList
+from callbacks.checkpoint import CheckpointCallback
+from callbacks.logger import LoggerCallback
+from callbacks.param_scheduler import ParamSchedulerCallback
+from callbacks.progress import ProgressBarCallback
+from callbacks.runtime_info import RuntimeInfoCallback
+from callbacks.sampler_seed import DistSamplerSeedCallback
+from callbacks.timer import IterTimerCallback
+from trainer.registry import build_from_cfg
+
+CALLBACKS: dict[str, type[Callback]] = {
+    cls.__name__: cls for cls in (
+        CheckpointCallback, DistSamplerSeedCallback, IterTimerCallback, LoggerCallback,
+        ParamSchedulerCallback, ProgressBarCallback, RuntimeInfoCallback,
+    )
+}
+# MMEngine's hook names, so configs that name them keep working.
+CALLBACKS.update({
+    "CheckpointHook": CheckpointCallback, "DistSamplerSeedHook": DistSamplerSeedCallback,
+    "IterTimerHook": IterTimerCallback, "LoggerHook": LoggerCallback,
+    "ParamSchedulerHook": ParamSchedulerCallback, "RuntimeInfoHook": RuntimeInfoCallback,
+})
+
+
+def build_callback(cfg: Callback | Mapping[str, Any]) -> Callback:
+    """A ``Callback`` as is, or one built from ``dict(type="Name", priority=..., **options)``."""
+    if isinstance(cfg, Callback):
+        return cfg
+    if isinstance(cfg, Mapping):
+        return build_from_cfg(cfg, CALLBACKS, "callback")
+    raise TypeError(
+        f"a callback must be a Callback or a dict(type=...), got {type(cfg).__name__}")
+
+
+__all__ = [
+    "CALLBACKS", "HOOK_NAMES", "PRIORITIES", "Callback", "CallbackList", "CheckpointCallback",
+    "DistSamplerSeedCallback", "IterTimerCallback", "LoggerCallback", "ParamSchedulerCallback",
+    "ProgressBarCallback", "RuntimeInfoCallback", "build_callback",
+]

@@ -1,0 +1,142 @@
+"""The ``Callback`` base: MMEngine's hook points, priorities and interval predicates."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainer.trainer import Trainer
+
+TRAIN_HOOKS = (
+    "before_train", "after_train", "before_train_epoch", "after_train_epoch",
+    "before_train_iter", "after_train_iter",
+)
+EVAL_HOOKS = tuple(
+    f"{when}_{stage}{part}"
+    for stage in ("val", "test")
+    for when in ("before", "after")
+    for part in ("", "_epoch", "_iter")
+)
+HOOK_NAMES: tuple[str, ...] = (
+    "before_run", "after_run", *TRAIN_HOOKS, *EVAL_HOOKS,
+    "before_save_checkpoint", "after_load_checkpoint",
+)
+
+PRIORITIES: dict[str, int] = {
+    "HIGHEST": 0, "VERY_HIGH": 10, "HIGH": 30, "ABOVE_NORMAL": 40, "NORMAL": 50,
+    "BELOW_NORMAL": 60, "LOW": 70, "VERY_LOW": 90, "LOWEST": 100,
+}
+
+
+def get_priority(priority: int | str) -> int:
+    """Turn an MMEngine priority name or an int in [0, 100] into its number."""
+    if isinstance(priority, str):
+        if priority.upper() not in PRIORITIES:
+            raise ValueError(f"priority {priority!r} is not one of {list(PRIORITIES)}")
+        return PRIORITIES[priority.upper()]
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 100:
+        raise ValueError(f"priority must be an int in [0, 100] or a name, got {priority!r}")
+    return priority
+
+
+class Callback:
+    """Base class of everything that hooks into a run; override the hook points you need.
+
+    Every hook takes the trainer first and the rest as keywords (``batch_idx``, ``data_batch``,
+    ``outputs``, ``metrics``, ``checkpoint``), with MMEngine's names and meanings, so an MMEngine
+    ``Hook`` ports by renaming ``runner`` to ``trainer``.
+
+    Args:
+        priority: an int in [0, 100] or a name from ``PRIORITIES``; lower runs first.
+
+    Example:
+        >>> class PrintLoss(Callback):
+        ...     def after_train_iter(self, trainer, batch_idx, data_batch=None, outputs=None):
+        ...         if self.every_n_train_iters(trainer, 100):
+        ...             print(trainer.iter, float(outputs["loss"]))
+    """
+
+    priority: int | str = "NORMAL"
+
+    def __init__(self, priority: int | str | None = None) -> None:
+        if priority is not None:
+            self.priority = priority
+
+    def before_run(self, trainer: Trainer) -> None: ...
+    def after_run(self, trainer: Trainer) -> None: ...
+    def before_train(self, trainer: Trainer) -> None: ...
+    def after_train(self, trainer: Trainer) -> None: ...
+    def before_train_epoch(self, trainer: Trainer) -> None: ...
+    def after_train_epoch(self, trainer: Trainer) -> None: ...
+
+    def before_train_iter(self, trainer: Trainer, batch_idx: int, data_batch: Any = None) -> None:
+        ...
+
+    def after_train_iter(self, trainer: Trainer, batch_idx: int, data_batch: Any = None,
+                         outputs: dict | None = None) -> None: ...
+
+    def before_val(self, trainer: Trainer) -> None: ...
+    def after_val(self, trainer: Trainer) -> None: ...
+    def before_val_epoch(self, trainer: Trainer) -> None: ...
+
+    def after_val_epoch(self, trainer: Trainer, metrics: dict[str, Any] | None = None) -> None:
+        ...
+
+    def before_val_iter(self, trainer: Trainer, batch_idx: int, data_batch: Any = None) -> None:
+        ...
+
+    def after_val_iter(self, trainer: Trainer, batch_idx: int, data_batch: Any = None,
+                       outputs: Any = None) -> None: ...
+
+    def before_test(self, trainer: Trainer) -> None: ...
+    def after_test(self, trainer: Trainer) -> None: ...
+    def before_test_epoch(self, trainer: Trainer) -> None: ...
+
+    def after_test_epoch(self, trainer: Trainer, metrics: dict[str, Any] | None = None) -> None:
+        ...
+
+    def before_test_iter(self, trainer: Trainer, batch_idx: int, data_batch: Any = None) -> None:
+        ...
+
+    def after_test_iter(self, trainer: Trainer, batch_idx: int, data_batch: Any = None,
+                        outputs: Any = None) -> None: ...
+
+    def before_save_checkpoint(self, trainer: Trainer, checkpoint: dict) -> None: ...
+    def after_load_checkpoint(self, trainer: Trainer, checkpoint: dict) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """What this callback needs to continue after a resume; saved in every checkpoint."""
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+
+    # MMEngine's predicates, so ported hooks keep their interval logic.
+    @staticmethod
+    def every_n_train_iters(trainer: Trainer, n: int, start: int = 0) -> bool:
+        done = trainer.iter + 1 - start
+        return n > 0 and done > 0 and done % n == 0
+
+    @staticmethod
+    def every_n_epochs(trainer: Trainer, n: int, start: int = 0) -> bool:
+        done = trainer.epoch + 1 - start
+        return n > 0 and done > 0 and done % n == 0
+
+    @staticmethod
+    def every_n_inner_iters(batch_idx: int, n: int) -> bool:
+        return n > 0 and (batch_idx + 1) % n == 0
+
+    @staticmethod
+    def is_last_train_iter(trainer: Trainer) -> bool:
+        return trainer.iter + 1 == trainer.max_iters
+
+    @staticmethod
+    def is_last_train_epoch(trainer: Trainer) -> bool:
+        return trainer.epoch + 1 == trainer.max_epochs
+
+    @staticmethod
+    def end_of_epoch(dataloader: Any, batch_idx: int) -> bool:
+        return batch_idx + 1 == len(dataloader)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(priority={self.priority!r})"

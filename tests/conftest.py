@@ -1,0 +1,62 @@
+"""One toy model and data set shared by the whole suite."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from trainer import BaseModel
+
+
+class ToyNet(BaseModel):
+    """A small MLP classifier over 8 features and 3 classes (the DESIGN example)."""
+
+    def __init__(self, dropout: float = 0.0, lr: float = 0.1) -> None:
+        super().__init__()
+        self.lr = lr
+        self.body = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(dropout),
+                                  nn.Linear(32, 3))
+
+    def forward(self, x, y=None, mode="tensor"):
+        logits = self.body(x)
+        if mode == "loss":
+            return {"loss": nn.functional.cross_entropy(logits, y)}
+        if mode == "predict":
+            return logits.argmax(1), y
+        return logits
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+def toy_dataset(n: int = 96, seed: int = 0) -> TensorDataset:
+    """Three linearly separable-ish clusters: a model that learns gets well above chance."""
+    centers = torch.randn(3, 8, generator=torch.Generator().manual_seed(1234)) * 2
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    x = centers[y] + 0.5 * torch.randn(n, 8, generator=g)
+    return TensorDataset(x, y)
+
+
+def toy_loader(n: int = 96, batch_size: int = 8, shuffle: bool = False, seed: int = 0,
+               **kwargs) -> DataLoader:
+    return DataLoader(toy_dataset(n, seed), batch_size=batch_size, shuffle=shuffle, **kwargs)
+
+
+@pytest.fixture
+def work_dir(tmp_path) -> str:
+    return str(tmp_path / "work")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+    yield
+
+
+def accuracy():
+    from torchmetrics.classification import MulticlassAccuracy
+
+    return MulticlassAccuracy(num_classes=3, average="micro")

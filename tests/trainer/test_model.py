@@ -1,0 +1,71 @@
+"""BaseModel: batch dispatch, parse_losses, the data preprocessor."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from tests.conftest import ToyNet
+from trainer import BaseDataPreprocessor, BaseModel, OptimWrapper
+
+
+class Echo(BaseModel):
+    def forward(self, *args, mode="tensor", **kwargs):
+        return args, kwargs, mode
+
+
+@pytest.mark.parametrize(("batch", "args", "kwargs"), [
+    ({"x": 1, "y": 2}, (), {"x": 1, "y": 2}),
+    ((1, 2), (1, 2), {}),
+    ([1, 2], (1, 2), {}),
+    (torch.tensor(3), (torch.tensor(3),), {}),
+])
+def test_batch_is_passed_as_kwargs_args_or_one_argument(batch, args, kwargs):
+    got_args, got_kwargs, mode = Echo().val_step(batch)
+    assert got_args == args and got_kwargs == kwargs and mode == "predict"
+
+
+def test_parse_losses_sums_every_loss_key_and_lists():
+    model = ToyNet()
+    w = torch.tensor(2.0, requires_grad=True)
+    losses = {"loss_cls": w * 1.0, "loss_aux": [w * 2.0, w * 3.0], "acc": torch.tensor(0.5)}
+    total, log_vars = model.parse_losses(losses)
+    assert total.item() == pytest.approx(12.0)
+    assert {k: float(v) for k, v in log_vars.items()} == {
+        "loss_cls": 2.0, "loss_aux": 10.0, "acc": 0.5, "loss": 12.0}
+    assert not any(v.requires_grad for v in log_vars.values())
+
+
+@pytest.mark.parametrize(("losses", "error", "match"), [
+    (torch.tensor(1.0), TypeError, "must return a dict"),
+    ({"acc": torch.tensor(1.0)}, ValueError, "no key contains 'loss'"),
+    ({"loss": torch.ones(4, requires_grad=True)}, ValueError, r"must be a scalar tensor, got \(4,\)"),
+    ({"loss": 1.5}, ValueError, "must be a scalar tensor, got float"),
+    ({"loss": torch.tensor(1.0)}, ValueError, "does not require grad"),
+])
+def test_parse_losses_errors(losses, error, match):
+    with pytest.raises(error, match=match):
+        ToyNet().parse_losses(losses)
+
+
+def test_train_step_updates_weights_and_returns_detached_logs():
+    model = ToyNet()
+    wrapper = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+    before = model.body[0].weight.detach().clone()
+    x, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 0])
+    expected = nn.functional.cross_entropy(model(x), y).item()
+    logs = model.train_step((x, y), wrapper)
+    assert logs["loss"].item() == pytest.approx(expected)
+    assert not torch.equal(before, model.body[0].weight)
+
+
+def test_preprocessor_moves_nested_batches_with_the_model():
+    pre = BaseDataPreprocessor()
+    model = ToyNet()
+    model.data_preprocessor = pre
+    model.to(torch.float64)  # buffers follow .to(); a device move works the same way
+    batch = {"x": [torch.ones(2)], "meta": {"ids": torch.arange(2)}, "name": "a"}
+    out = pre(batch)
+    assert out["name"] == "a" and out["x"][0].device == pre.device
+    assert "_device_anchor" not in model.state_dict()

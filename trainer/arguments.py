@@ -1,0 +1,57 @@
+"""Checks of the Trainer's keyword arguments, so a mistake fails when the Trainer is built."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+ACCELERATORS = ("auto", "cpu", "cuda")
+STRATEGIES = ("auto", "ddp")
+
+
+def check_run_length(max_epochs: Any, max_iters: Any) -> None:
+    if (max_epochs is None) == (max_iters is None):
+        raise ValueError(
+            "pass exactly one of max_epochs= (epoch-based training) or max_iters= "
+            f"(iteration-based training); got max_epochs={max_epochs!r}, max_iters={max_iters!r}")
+    for name, value in (("max_epochs", max_epochs), ("max_iters", max_iters)):
+        if value is not None:
+            check_positive_int(name, value)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    value = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_loop_class(name: str, loop: Any, base: type) -> type:
+    if not (isinstance(loop, type) and issubclass(loop, base)):
+        raise TypeError(f"{name} must be a subclass of {base.__name__}, got {loop!r}")
+    return loop
+
+
+def resolve_device(accelerator: str) -> torch.device:
+    if accelerator == "cuda" and not torch.cuda.is_available():
+        raise ValueError("accelerator='cuda' but no CUDA device is available; use 'cpu' or 'auto'")
+    if accelerator == "auto":
+        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(accelerator)
+
+
+def check_dataloader(name: str, loader: Any) -> Any:
+    if loader is None or isinstance(loader, (torch.Tensor, str, bytes, dict)) or not hasattr(
+            loader, "__iter__"):
+        raise TypeError(
+            f"{name} must be an iterable of batches such as a torch DataLoader, "
+            f"got {type(loader).__name__}")
+    return loader

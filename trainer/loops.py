@@ -1,0 +1,217 @@
+"""The four loops, with MMEngine's semantics; subclass one and pass it as ``train_loop=`` etc.
+
+Each ``run``/``run_epoch``/``run_iter`` fits on a screen and every callback call is visible in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from trainer.randomness import preserve_rng
+
+if TYPE_CHECKING:
+    from trainer.evaluator import Evaluator
+    from trainer.trainer import Trainer
+
+
+def loader_length(dataloader: Iterable, name: str) -> int | None:
+    """``len(dataloader)``, ``None`` when unknown; a loader with zero batches is an error."""
+    try:
+        length = len(dataloader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    if length == 0:
+        raise ValueError(
+            f"{name} has no batches (len() == 0): check the dataset is not empty and that "
+            "drop_last=True does not drop its only, incomplete batch")
+    return length
+
+
+def dataset_size(dataloader: Any) -> int | None:
+    """Samples in the loader's data set, ``None`` when it has no ``len``."""
+    try:
+        return len(dataloader.dataset)
+    except (AttributeError, TypeError):
+        return None
+
+
+def set_sampler_epoch(dataloader: Any, epoch: int) -> None:
+    """Tell a (distributed) sampler which epoch starts, so each epoch gets its own shuffle."""
+    for sampler in (getattr(dataloader, "sampler", None), getattr(dataloader, "batch_sampler", None)):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+
+
+class BaseTrainLoop:
+    """What both training loops share: the validation schedule and the per-iteration step."""
+
+    def __init__(self, trainer: Trainer, dataloader: Iterable, val_loop: ValLoop | None = None,
+                 val_begin: int = 1, val_interval: int = 1) -> None:
+        self.trainer = trainer
+        self.dataloader = dataloader
+        self.epoch_length = loader_length(dataloader, "train_dataloader")
+        self.val_loop = val_loop
+        self.val_begin = val_begin
+        self.val_interval = val_interval
+
+    def should_validate(self, done: int, total: int | None) -> bool:
+        """MMEngine's rule: every ``val_interval`` from ``val_begin``, and at the end."""
+        if self.val_loop is None or done < self.val_begin:
+            return False
+        return done % self.val_interval == 0 or done == total or self.trainer.stop_training
+
+    def validate(self) -> None:
+        self.val_loop.run()
+        self.trainer.model.train()
+
+    def run_iter(self, batch_idx: int, data_batch: Any) -> None:
+        trainer = self.trainer
+        trainer.call_hook("before_train_iter", batch_idx=batch_idx, data_batch=data_batch)
+        outputs = trainer.model.train_step(data_batch, optim_wrapper=trainer.optim_wrapper)
+        self.advance()
+        trainer.call_hook(
+            "after_train_iter", batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
+        trainer.state.iter += 1
+
+    def advance(self) -> None:
+        """Record that one more batch of the current epoch has been consumed."""
+        self.trainer.state.batch_idx += 1
+
+
+class EpochBasedTrainLoop(BaseTrainLoop):
+    """Train for ``max_epochs`` passes over the loader, validating every ``val_interval`` epochs."""
+
+    def __init__(self, trainer: Trainer, dataloader: Iterable, max_epochs: int,
+                 val_loop: ValLoop | None = None, val_begin: int = 1, val_interval: int = 1) -> None:
+        super().__init__(trainer, dataloader, val_loop, val_begin, val_interval)
+        if self.epoch_length is None:
+            raise ValueError(
+                "epoch-based training needs a train_dataloader with len(); use max_iters= for "
+                "an IterableDataset")
+        self.max_epochs = max_epochs
+        trainer.state.max_epochs = max_epochs
+        trainer.state.max_iters = max_epochs * self.epoch_length
+
+    def run(self) -> None:
+        trainer = self.trainer
+        trainer.call_hook("before_train")
+        trainer.model.train()
+        while trainer.epoch < self.max_epochs and not trainer.stop_training:
+            self.run_epoch()
+            if self.should_validate(trainer.epoch, self.max_epochs):
+                self.validate()
+        trainer.call_hook("after_train")
+
+    def run_epoch(self) -> None:
+        trainer = self.trainer
+        trainer.call_hook("before_train_epoch")
+        trainer.optim_wrapper.initialize_count_status(
+            trainer.model, trainer.state.batch_idx, self.epoch_length)
+        for batch_idx, data_batch in enumerate(self.dataloader):
+            self.run_iter(batch_idx, data_batch)
+        trainer.call_hook("after_train_epoch")
+        trainer.state.epoch += 1
+        trainer.state.batch_idx = 0
+
+
+class IterBasedTrainLoop(BaseTrainLoop):
+    """Train for ``max_iters`` batches, restarting the loader (and counting epochs) as it empties."""
+
+    def __init__(self, trainer: Trainer, dataloader: Iterable, max_iters: int,
+                 val_loop: ValLoop | None = None, val_begin: int = 1,
+                 val_interval: int = 1000) -> None:
+        super().__init__(trainer, dataloader, val_loop, val_begin, val_interval)
+        self.max_iters = max_iters
+        self._iterator: Iterator | None = None
+        trainer.state.max_iters = max_iters
+        trainer.state.max_epochs = (
+            None if self.epoch_length is None else -(-max_iters // self.epoch_length))
+
+    def run(self) -> None:
+        trainer = self.trainer
+        trainer.call_hook("before_train")
+        trainer.call_hook("before_train_epoch")
+        trainer.optim_wrapper.initialize_count_status(trainer.model, trainer.iter, self.max_iters)
+        trainer.model.train()
+        while trainer.iter < self.max_iters and not trainer.stop_training:
+            self.run_iter(trainer.iter, self.next_batch())
+            if self.should_validate(trainer.iter, self.max_iters):
+                self.validate()
+        trainer.call_hook("after_train_epoch")
+        trainer.call_hook("after_train")
+
+    def next_batch(self) -> Any:
+        """The next batch, starting a new pass over the loader when the last one ran out."""
+        if self._iterator is None:
+            set_sampler_epoch(self.dataloader, self.trainer.epoch)
+            self._iterator = iter(self.dataloader)
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            if self.trainer.state.batch_idx == 0:
+                raise ValueError("train_dataloader yielded no batches") from None
+            self.end_pass()
+            return self.next_batch()
+
+    def advance(self) -> None:
+        """Count the batch; a pass over the loader ends with its last batch."""
+        self.trainer.state.batch_idx += 1
+        if self.trainer.state.batch_idx == self.epoch_length:
+            self.end_pass()
+
+    def end_pass(self) -> None:
+        self.trainer.state.epoch += 1
+        self.trainer.state.batch_idx = 0
+        self._iterator = None
+
+
+class _EvalLoop:
+    """One pass over an evaluation loader, feeding the evaluator; shared by val and test."""
+
+    stage = "val"
+
+    def __init__(self, trainer: Trainer, dataloader: Iterable, evaluator: Evaluator) -> None:
+        self.trainer = trainer
+        self.dataloader = dataloader
+        self.evaluator = evaluator
+        loader_length(dataloader, f"{self.stage}_dataloader")
+
+    def run(self) -> dict[str, Any]:
+        trainer, stage = self.trainer, self.stage
+        trainer.call_hook(f"before_{stage}")
+        trainer.call_hook(f"before_{stage}_epoch")
+        trainer.model.eval()
+        self.evaluator.to(trainer.device)
+        self.evaluator.reset()
+        with preserve_rng(), torch.no_grad():
+            for batch_idx, data_batch in enumerate(self.dataloader):
+                self.run_iter(batch_idx, data_batch)
+        metrics = self.evaluator.evaluate(dataset_size(self.dataloader))
+        trainer.message_hub.update_scalars(
+            {k: v for k, v in metrics.items() if isinstance(v, (int, float))}, prefix=f"{stage}/")
+        trainer.call_hook(f"after_{stage}_epoch", metrics=metrics)
+        trainer.call_hook(f"after_{stage}")
+        return metrics
+
+    def run_iter(self, batch_idx: int, data_batch: Any) -> None:
+        trainer, stage = self.trainer, self.stage
+        trainer.call_hook(f"before_{stage}_iter", batch_idx=batch_idx, data_batch=data_batch)
+        outputs = getattr(trainer.model, f"{stage}_step")(data_batch)
+        self.evaluator.process(data_batch=data_batch, outputs=outputs)
+        trainer.call_hook(
+            f"after_{stage}_iter", batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
+
+
+class ValLoop(_EvalLoop):
+    """Validation: ``model.val_step`` on every batch, metrics logged as ``val/<name>``."""
+
+    stage = "val"
+
+
+class TestLoop(_EvalLoop):
+    """Testing: ``model.test_step`` on every batch, metrics logged as ``test/<name>``."""
+
+    stage = "test"

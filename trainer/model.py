@@ -1,0 +1,140 @@
+"""``BaseModel``: the contract between a user's network and the loops (MMEngine's ``BaseModel``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from lightning_utilities.core.apply_func import apply_to_collection
+from torch import nn
+
+if TYPE_CHECKING:
+    from trainer.optim import OptimWrapper
+
+MODES = ("tensor", "loss", "predict")
+
+
+class BaseDataPreprocessor(nn.Module):
+    """Moves a (nested) batch to the model's device; subclass it to normalise or augment.
+
+    It follows the model through ``.to()``/``.cuda()`` by a non-persistent buffer, so it never
+    has to be told where the model lives.
+
+    Args:
+        non_blocking: passed to ``Tensor.to``; useful with pinned-memory loaders on CUDA.
+
+    Example:
+        >>> class Normalise(BaseDataPreprocessor):
+        ...     def forward(self, data, training=False):
+        ...         x, y = self.cast_data(data)
+        ...         return (x - x.mean()) / x.std(), y
+    """
+
+    def __init__(self, non_blocking: bool = False) -> None:
+        super().__init__()
+        self.non_blocking = non_blocking
+        self.register_buffer("_device_anchor", torch.empty(0), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device_anchor.device
+
+    def cast_data(self, data: Any) -> Any:
+        device, non_blocking = self._device_anchor.device, self.non_blocking
+        return apply_to_collection(
+            data, torch.Tensor, lambda t: t.to(device, non_blocking=non_blocking))
+
+    def forward(self, data: Any, training: bool = False) -> Any:
+        return self.cast_data(data)
+
+
+class BaseModel(nn.Module):
+    """A network that knows how to compute its loss and its predictions.
+
+    Subclasses implement ``forward(*inputs, mode)``: ``"loss"`` returns a dict of losses (every
+    value whose key contains ``"loss"`` is summed into the total), ``"predict"`` returns what the
+    evaluator consumes (``(preds, target)`` or a dict), ``"tensor"`` the raw output. Override
+    ``train_step`` for GANs or several optimizers.
+
+    Args:
+        data_preprocessor: moves and prepares each batch; defaults to ``BaseDataPreprocessor``.
+
+    Example:
+        >>> class Net(BaseModel):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.fc = nn.Linear(8, 3)
+        ...     def forward(self, x, y=None, mode="tensor"):
+        ...         logits = self.fc(x)
+        ...         if mode == "loss":
+        ...             return {"loss": nn.functional.cross_entropy(logits, y)}
+        ...         return (logits.argmax(1), y) if mode == "predict" else logits
+    """
+
+    def __init__(self, data_preprocessor: nn.Module | None = None) -> None:
+        super().__init__()
+        self.data_preprocessor = data_preprocessor or BaseDataPreprocessor()
+
+    def train_step(self, data: Any, optim_wrapper: OptimWrapper) -> dict[str, torch.Tensor]:
+        """One optimisation step on ``data``; returns the detached log variables."""
+        with optim_wrapper.optim_context(self):
+            data = self.data_preprocessor(data, True)
+            losses = self._run_forward(data, mode="loss")
+        loss, log_vars = self.parse_losses(losses)
+        optim_wrapper.update_params(loss)
+        return log_vars
+
+    def val_step(self, data: Any) -> Any:
+        return self._run_forward(self.data_preprocessor(data, False), mode="predict")
+
+    def test_step(self, data: Any) -> Any:
+        return self._run_forward(self.data_preprocessor(data, False), mode="predict")
+
+    def predict_step(self, data: Any) -> Any:
+        """What ``Trainer.predict`` collects per batch; the test step unless overridden."""
+        return self.test_step(data)
+
+    def configure_optimizers(self) -> Any:
+        """Optional: an optimizer, or ``(optimizer, schedulers)``, used without ``optim_wrapper``."""
+        return None
+
+    def _run_forward(self, data: Any, mode: str) -> Any:
+        if isinstance(data, dict):
+            return self(**data, mode=mode)
+        if isinstance(data, (list, tuple)):
+            return self(*data, mode=mode)
+        return self(data, mode=mode)
+
+    def parse_losses(self, losses: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Sum every value whose key contains ``"loss"``; return it and the detached log dict."""
+        if not isinstance(losses, dict):
+            raise TypeError(
+                f"{type(self).__name__}.forward(mode='loss') must return a dict such as "
+                f"{{'loss': tensor}}, got {type(losses).__name__}")
+        log_vars: dict[str, torch.Tensor] = {}
+        total = None
+        for key, value in losses.items():
+            if isinstance(value, (list, tuple)):
+                value = sum(_check_scalar(key, v) for v in value)
+            if "loss" in key:
+                value = _check_scalar(key, value)
+                total = value if total is None else total + value
+            log_vars[key] = value.detach() if isinstance(value, torch.Tensor) else value
+        if total is None:
+            raise ValueError(
+                f"{type(self).__name__}.forward(mode='loss') returned keys {list(losses)} but no "
+                "key contains 'loss'; return e.g. {'loss': cross_entropy(logits, y)}")
+        if not total.requires_grad:
+            raise ValueError(
+                "the loss does not require grad: was it computed under torch.no_grad() or "
+                "detached inside forward(mode='loss')?")
+        log_vars["loss"] = total.detach()
+        return total, log_vars
+
+
+def _check_scalar(key: str, value: Any) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor) or value.ndim != 0:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(
+            f"loss {key!r} must be a scalar tensor, got {shape}; reduce it, e.g. with .mean()")
+    return value

@@ -1,0 +1,180 @@
+"""Turn whatever the user passed as ``optim_wrapper`` into an ``OptimWrapper(Dict)``.
+
+Accepted: a wrapper (returned as is), a torch optimizer (wrapped), an MMEngine-style config
+``dict(type="OptimWrapper", optimizer=dict(type="SGD", lr=0.1), ...)``, or a dict of such
+configs keyed by submodule name (one optimizer per submodule, MMEngine's multi-optimizer form).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from trainer.optim.amp import AmpOptimWrapper
+from trainer.optim.wrapper import OptimWrapper
+from trainer.optim.wrapper_dict import OptimWrapperDict
+from trainer.registry import build_from_cfg, resolve_type
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    name: cls for name, cls in vars(torch.optim).items()
+    if isinstance(cls, type) and issubclass(cls, Optimizer) and cls is not Optimizer
+}
+OPTIM_WRAPPERS: dict[str, type[OptimWrapper]] = {
+    "OptimWrapper": OptimWrapper,
+    "AmpOptimWrapper": AmpOptimWrapper,
+}
+_SINGLE = "DefaultOptimWrapperConstructor"
+_MULTI = "MultiOptimWrapperConstructor"
+_FORMS = ("an OptimWrapper, an OptimWrapperDict, a torch.optim.Optimizer, a dict such as "
+          "dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1)), or a dict of such "
+          "dicts keyed by submodule name")
+
+
+def build_optim_wrapper(cfg: Any, model: nn.Module | None) -> OptimWrapper | OptimWrapperDict:
+    """Build the optimizer wrapper(s) for ``model`` from any accepted form of ``cfg``.
+
+    Example:
+        >>> model = nn.Linear(4, 1)
+        >>> build_optim_wrapper(dict(optimizer=dict(type="SGD", lr=0.1)), model).get_lr()
+        {'lr': [0.1]}
+    """
+    if isinstance(cfg, (OptimWrapper, OptimWrapperDict)):
+        return cfg
+    if isinstance(cfg, Optimizer):
+        return OptimWrapper(cfg)
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"optim_wrapper must be {_FORMS}; got {type(cfg).__name__} {cfg!r}")
+    cfg = dict(cfg)
+    constructor = cfg.pop("constructor", None)
+    if constructor not in (None, _SINGLE, _MULTI):
+        raise ValueError(
+            f"optim_wrapper constructor {constructor!r} is not supported; use {_SINGLE!r}, "
+            f"{_MULTI!r} or leave it out"
+        )
+    if constructor == _MULTI or (constructor is None and _is_multi(cfg)):
+        return _build_multi(cfg, model)
+    return _build_single(cfg, lambda: _module_params(model, "model"), "optim_wrapper")
+
+
+def _is_multi(cfg: Mapping[str, Any]) -> bool:
+    return (bool(cfg) and "optimizer" not in cfg and "type" not in cfg
+            and all(isinstance(v, (Mapping, OptimWrapper, Optimizer)) for v in cfg.values()))
+
+
+def _build_multi(cfg: Mapping[str, Any], model: nn.Module | None) -> OptimWrapperDict:
+    if not cfg:
+        raise ValueError("optim_wrapper with the multi-optimizer form needs at least one "
+                         "'<submodule name>': dict(optimizer=...) entry, got none")
+    root = _unwrap(model)
+    wrappers: dict[str, OptimWrapper] = {}
+    for name, sub_cfg in cfg.items():
+        what = f"optim_wrapper[{name!r}]"
+        if not isinstance(name, str):
+            raise TypeError(f"optim_wrapper keys must be submodule names, got {name!r}")
+
+        def params(name: str = name, what: str = what) -> list[nn.Parameter]:
+            children = dict(root.named_children()) if isinstance(root, nn.Module) else {}
+            if name not in children:
+                raise ValueError(
+                    f"{what}: the model ({type(root).__name__}) has no submodule {name!r}; "
+                    f"with several optimizers each key names a submodule, e.g. {list(children)}"
+                )
+            return _module_params(children[name], f"model.{name}")
+
+        wrapper = _build_single(sub_cfg, params, what)
+        if not isinstance(wrapper, OptimWrapper):
+            raise TypeError(f"{what} must build one OptimWrapper, got {type(wrapper).__name__}")
+        wrappers[name] = wrapper
+    return OptimWrapperDict(**wrappers)
+
+
+def _build_single(cfg: Any, params: Any, what: str) -> OptimWrapper:
+    """``params`` is called only when an optimizer must be built from a config."""
+    if isinstance(cfg, OptimWrapper):
+        return cfg
+    if isinstance(cfg, Optimizer):
+        return OptimWrapper(cfg)
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"{what} must be an OptimWrapper, an Optimizer or a config dict, got "
+                        f"{type(cfg).__name__} {cfg!r}")
+    cfg = dict(cfg)
+    if cfg.pop("paramwise_cfg", None) is not None:
+        raise NotImplementedError(
+            f"{what}: paramwise_cfg is not supported yet; build the optimizer with your own "
+            "param groups and pass it as optimizer=torch.optim.X([...groups...])"
+        )
+    if "optimizer" not in cfg:
+        raise ValueError(
+            f"{what} config {cfg!r} has no 'optimizer' key; write e.g. "
+            "dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))"
+        )
+    cfg.setdefault("type", "OptimWrapper")
+    wrapper_type = cfg["type"]
+    wrapper_cls = (OPTIMIZERS[wrapper_type] if isinstance(wrapper_type, str)
+                   and wrapper_type in OPTIMIZERS else
+                   resolve_type(wrapper_type, OPTIM_WRAPPERS, what))
+    if not (isinstance(wrapper_cls, type) and issubclass(wrapper_cls, OptimWrapper)):
+        hint = (" It is an optimizer: put it under optimizer=dict(type=...)."
+                if isinstance(wrapper_cls, type) and issubclass(wrapper_cls, Optimizer) else "")
+        raise TypeError(f"{what} type {cfg['type']!r} is not an OptimWrapper class; use one of "
+                        f"{sorted(OPTIM_WRAPPERS)}.{hint}")
+    optimizer = _build_optimizer(cfg.pop("optimizer"), params, f"{what} optimizer")
+    _check_kwargs(wrapper_cls, cfg, what, skip={"type", "optimizer"})
+    return build_from_cfg({**cfg, "type": wrapper_cls}, OPTIM_WRAPPERS, what, optimizer=optimizer)
+
+
+def _build_optimizer(cfg: Any, params: Any, what: str) -> Optimizer:
+    if isinstance(cfg, Optimizer):
+        return cfg
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"{what} must be a torch.optim.Optimizer or a dict such as "
+                        f"dict(type='SGD', lr=0.1), got {type(cfg).__name__} {cfg!r}")
+    if "type" not in cfg:
+        raise ValueError(f"{what} config {dict(cfg)!r} has no 'type' key; write e.g. "
+                         "dict(type='SGD', lr=0.1)")
+    if "params" in cfg:
+        raise ValueError(f"{what} config must not set 'params'; they are taken from the model")
+    cls = resolve_type(cfg["type"], OPTIMIZERS, what)
+    if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
+        raise TypeError(f"{what} type {cfg['type']!r} is not a torch.optim.Optimizer subclass")
+    _check_kwargs(cls, cfg, what, skip={"type", "params"})
+    return build_from_cfg({**cfg, "type": cls}, OPTIMIZERS, what, params=params())
+
+
+def _check_kwargs(cls: type, cfg: Mapping[str, Any], what: str, skip: set[str]) -> None:
+    """Refuse keys ``cls`` does not take, before Python's terse TypeError from deep inside."""
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # no introspectable signature: let the call decide
+        return
+    parameters = signature.parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return
+    accepted = {p.name for p in parameters} - skip
+    for key in set(cfg) - skip - accepted:
+        close = difflib.get_close_matches(key, accepted, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise TypeError(f"{what} {cls.__name__} does not take {key!r}.{hint} Accepted: "
+                        f"{sorted(accepted)}")
+
+
+def _unwrap(model: Any) -> Any:
+    parallel = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+    return model.module if isinstance(model, parallel) else model
+
+
+def _module_params(module: Any, what: str) -> Iterable[nn.Parameter]:
+    module = _unwrap(module)
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"building an optimizer from a config needs {what} to be an "
+                        f"nn.Module, got {type(module).__name__}")
+    params = list(module.parameters())
+    if not params:
+        raise ValueError(f"{what} ({type(module).__name__}) has no parameters to optimize")
+    return params

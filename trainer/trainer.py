@@ -1,0 +1,314 @@
+"""``Trainer``: the thin facade that validates arguments, builds the run and hands it to a loop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from callbacks.base import Callback
+from callbacks.callback_list import CallbackList
+from trainer import arguments, checkpoint, dist
+from trainer.evaluator import Evaluator
+from trainer.loops import (
+    BaseTrainLoop,
+    EpochBasedTrainLoop,
+    IterBasedTrainLoop,
+    TestLoop,
+    ValLoop,
+)
+from trainer.message_hub import MessageHub
+from trainer.optim import build_optim_wrapper
+from trainer.randomness import set_random_seed
+from trainer.resume import CheckpointMixin
+from trainer.schedulers import build_param_schedulers
+from trainer.state import TrainState
+
+DEFAULT_CALLBACK_NAMES = (
+    "runtime_info", "timer", "sampler_seed", "param_scheduler", "logger", "checkpoint", "progress",
+)
+
+
+class Trainer(CheckpointMixin):
+    """Train, validate, test and predict with MMEngine's runner semantics and Lightning's facade.
+
+    Args:
+        max_epochs: epochs of epoch-based training (exclusive with ``max_iters``).
+        max_iters: iterations of iteration-based training (exclusive with ``max_epochs``).
+        val_interval: validate every this many epochs (epoch-based, default 1) or iterations
+            (iteration-based, default 1000), and at the end of training.
+        val_begin: first epoch/iteration after which validation may run.
+        work_dir: where checkpoints and logs go; a local path or any fsspec URL.
+        resume: resume from ``load_from``, or from the latest checkpoint in ``work_dir``.
+        load_from: a checkpoint to resume from (``resume=True``) or load weights from.
+        optim_wrapper: an ``OptimWrapper``, a torch optimizer or an MMEngine-style dict; when
+            ``None`` the model's ``configure_optimizers()`` is used.
+        param_scheduler: a scheduler or dict (MMEngine style), or a list of them.
+        val_evaluator: torchmetrics metric(s) or an MMEngine-style metric for validation.
+        test_evaluator: the same for testing (defaults to ``val_evaluator``).
+        callbacks: extra callbacks, as objects or ``dict(type="Name", ...)``.
+        default_callbacks: per default callback name, keyword overrides (a dict), a replacement
+            ``Callback``, or ``None`` to switch it off.
+        precision: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"``.
+        accelerator: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        devices: number of devices (processes) to train on.
+        strategy: ``"auto"`` or ``"ddp"``.
+        seed: seed for Python, NumPy and torch; ``None`` leaves the RNGs alone.
+        deterministic: ask torch for deterministic algorithms.
+        diff_rank_seed: give each rank ``seed + rank``.
+        log_interval: iterations between log lines.
+        train_loop, val_loop, test_loop: loop classes to use instead of the built-in ones.
+
+    Example:
+        >>> trainer = Trainer(max_epochs=3, work_dir="work_dirs/net")
+        >>> trainer.fit(Net(), train_loader, val_loader)  # doctest: +SKIP
+        >>> trainer.test(dataloader=test_loader, ckpt_path="last")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        max_epochs: int | None = None,
+        max_iters: int | None = None,
+        val_interval: int | None = None,
+        val_begin: int = 1,
+        work_dir: str = "work_dirs",
+        resume: bool = False,
+        load_from: str | None = None,
+        optim_wrapper: Any = None,
+        param_scheduler: Any = None,
+        val_evaluator: Any = None,
+        test_evaluator: Any = None,
+        callbacks: Sequence[Callback | Mapping] | None = None,
+        default_callbacks: Mapping[str, Any] | None = None,
+        precision: str = "32",
+        accelerator: str = "auto",
+        devices: int = 1,
+        strategy: str = "auto",
+        seed: int | None = None,
+        deterministic: bool = False,
+        diff_rank_seed: bool = False,
+        log_interval: int = 10,
+        train_loop: type[BaseTrainLoop] | None = None,
+        val_loop: type[ValLoop] = ValLoop,
+        test_loop: type[TestLoop] = TestLoop,
+    ) -> None:
+        arguments.check_run_length(max_epochs, max_iters)
+        by_epoch = max_epochs is not None
+        self.by_epoch = by_epoch
+        self.val_interval = arguments.check_positive_int(
+            "val_interval", val_interval if val_interval is not None else (1 if by_epoch else 1000))
+        self.val_begin = arguments.check_positive_int("val_begin", val_begin)
+        if not isinstance(work_dir, str) or not work_dir:
+            raise TypeError(f"work_dir must be a non-empty path or URL string, got {work_dir!r}")
+        self.work_dir = work_dir.rstrip("/")
+        if not isinstance(resume, bool):
+            raise TypeError(f"resume must be True or False, got {resume!r}")
+        if load_from is not None and not isinstance(load_from, str):
+            raise TypeError(f"load_from must be a checkpoint path or URL, got {load_from!r}")
+        self._resume, self._load_from = resume, load_from
+        self._optim_wrapper_cfg = optim_wrapper
+        self._param_scheduler_cfg = param_scheduler
+        self.val_evaluator = Evaluator.build(val_evaluator, name="val_evaluator")
+        self.test_evaluator = (
+            self.val_evaluator if test_evaluator is None
+            else Evaluator.build(test_evaluator, name="test_evaluator"))
+        self.precision = arguments.check_choice("precision", precision, arguments.PRECISIONS)
+        self.accelerator = arguments.check_choice(
+            "accelerator", accelerator, arguments.ACCELERATORS)
+        self.device = arguments.resolve_device(self.accelerator)
+        self.devices = arguments.check_positive_int("devices", devices)
+        self.strategy = arguments.check_choice("strategy", strategy, arguments.STRATEGIES)
+        if self.devices > 1 or self.strategy == "ddp":
+            raise NotImplementedError("multi-process training (devices > 1, strategy='ddp') "
+                                      "is not available yet")
+        self.log_interval = arguments.check_positive_int("log_interval", log_interval)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        self.seed = None if seed is None else set_random_seed(seed, deterministic, diff_rank_seed)
+        self.train_loop_cls = arguments.check_loop_class(
+            "train_loop", train_loop or (EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop),
+            BaseTrainLoop)
+        self.val_loop_cls = arguments.check_loop_class("val_loop", val_loop, ValLoop)
+        self.test_loop_cls = arguments.check_loop_class("test_loop", test_loop, TestLoop)
+        self.state = TrainState(max_epochs=max_epochs, max_iters=max_iters)
+        self.message_hub = MessageHub()
+        self.timestamp = time.strftime("%Y%m%d_%H%M%S")
+        self.log_dir = checkpoint.join(self.work_dir, self.timestamp)
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        self.callbacks = CallbackList(
+            build_callbacks(callbacks, default_callbacks, by_epoch=by_epoch))
+        self.model: nn.Module | None = None
+        self.optim_wrapper: Any = None
+        self.param_schedulers: list[Any] = []
+        self.train_dataloader: Iterable | None = None
+        self.val_dataloader: Iterable | None = None
+        self.test_dataloader: Iterable | None = None
+        self.train_loop: BaseTrainLoop | None = None
+        self._hook: str | None = None
+
+    # Public state read by callbacks.
+    epoch = property(lambda self: self.state.epoch)
+    iter = property(lambda self: self.state.iter)
+    max_epochs = property(lambda self: self.state.max_epochs)
+    max_iters = property(lambda self: self.state.max_iters)
+
+    @property
+    def stop_training(self) -> bool:
+        return self.state.stop_training
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        self.state.stop_training = bool(value)
+
+    def call_hook(self, name: str, **kwargs: Any) -> None:
+        """Call hook ``name`` on every callback that defines it, in priority order."""
+        outer, self._hook = self._hook, name
+        self.callbacks.call(name, self, **kwargs)
+        self._hook = outer
+
+    def fit(self, model: nn.Module, train_dataloader: Iterable,
+            val_dataloader: Iterable | None = None, ckpt_path: str | None = None) -> nn.Module:
+        """Train ``model`` to ``max_epochs``/``max_iters``; ``ckpt_path`` resumes from a file."""
+        self._set_model(model)
+        self.train_dataloader = arguments.check_dataloader("train_dataloader", train_dataloader)
+        if val_dataloader is not None:
+            self.val_dataloader = arguments.check_dataloader("val_dataloader", val_dataloader)
+        self.optim_wrapper, model_schedulers = build_optim_wrapper_for(
+            self._optim_wrapper_cfg, self.model, self.precision, self.device)
+        val_loop = None
+        if self.val_dataloader is not None:
+            val_loop = self.val_loop_cls(self, self.val_dataloader, self.val_evaluator)
+        self.train_loop = self.train_loop_cls(
+            self, self.train_dataloader, self.state.max_epochs if self.by_epoch
+            else self.state.max_iters, val_loop=val_loop, val_begin=self.val_begin,
+            val_interval=self.val_interval)
+        self.param_schedulers = build_param_schedulers(
+            self._param_scheduler_cfg if self._param_scheduler_cfg is not None
+            else model_schedulers or [],
+            self.optim_wrapper, epoch_length=self.train_loop.epoch_length,
+            max_epochs=self.state.max_epochs, max_iters=self.state.max_iters)
+        self.call_hook("before_run")
+        self._load_or_resume(ckpt_path)
+        self.train_loop.run()
+        self.call_hook("after_run")
+        return self.model
+
+    def validate(self, model: nn.Module | None = None, dataloader: Iterable | None = None,
+                 ckpt_path: str | None = None) -> dict[str, Any]:
+        """Run the validation loop once and return its metrics."""
+        loop = self._eval_loop("val", model, dataloader, ckpt_path)
+        return self._run_standalone(loop.run)
+
+    def test(self, model: nn.Module | None = None, dataloader: Iterable | None = None,
+             ckpt_path: str | None = None) -> dict[str, Any]:
+        """Run the test loop once and return its metrics (logged as ``test/<name>``)."""
+        loop = self._eval_loop("test", model, dataloader, ckpt_path)
+        return self._run_standalone(loop.run)
+
+    def predict(self, model: nn.Module | None = None, dataloader: Iterable | None = None,
+                ckpt_path: str | None = None) -> list[Any]:
+        """``model.predict_step`` of every batch, in order."""
+        self._prepare_eval("predict", model, ckpt_path)
+        loader = arguments.check_dataloader(
+            "dataloader", dataloader if dataloader is not None else self.test_dataloader)
+        self.model.eval()
+        with torch.no_grad():
+            return [self.model.predict_step(batch) for batch in loader]
+
+    # Internals.
+    def _set_model(self, model: Any) -> None:
+        if not isinstance(model, nn.Module) or not callable(getattr(model, "train_step", None)):
+            raise TypeError(
+                "model must be a trainer.BaseModel (an nn.Module with train_step/val_step), "
+                f"got {type(model).__name__}")
+        self.model = model.to(self.device)
+
+    def _prepare_eval(self, stage: str, model: Any, ckpt_path: str | None) -> None:
+        if model is not None:
+            self._set_model(model)
+        if self.model is None:
+            raise ValueError(f"{stage}() needs a model: pass model= or call fit() first")
+        if ckpt_path is not None:
+            self.load_checkpoint(self.resolve_ckpt_path(ckpt_path))
+
+    def _eval_loop(self, stage: str, model: Any, dataloader: Any, ckpt_path: str | None) -> Any:
+        self._prepare_eval(stage, model, ckpt_path)
+        if dataloader is not None:
+            setattr(self, f"{stage}_dataloader", arguments.check_dataloader("dataloader",
+                                                                            dataloader))
+        loader = getattr(self, f"{stage}_dataloader")
+        if loader is None:
+            raise ValueError(f"{stage}: pass dataloader= (there is no {stage}_dataloader yet)")
+        loop_cls = self.val_loop_cls if stage == "val" else self.test_loop_cls
+        evaluator = self.val_evaluator if stage == "val" else self.test_evaluator
+        return loop_cls(self, loader, evaluator)
+
+    def _run_standalone(self, run: Any) -> Any:
+        self.call_hook("before_run")
+        result = run()
+        self.call_hook("after_run")
+        return result
+
+
+def build_optim_wrapper_for(cfg: Any, model: nn.Module, precision: str,
+                            device: torch.device) -> tuple[Any, Any]:
+    """The optimizer wrapper from ``cfg`` or the model's ``configure_optimizers()``."""
+    schedulers = None
+    if cfg is None:
+        cfg = model.configure_optimizers()
+        if isinstance(cfg, (tuple, list)) and len(cfg) == 2:
+            cfg, schedulers = cfg
+        if cfg is None:
+            raise ValueError(
+                "no optimizer: pass Trainer(optim_wrapper=dict(optimizer=dict(type='SGD', "
+                "lr=0.01))) or implement configure_optimizers() on the model")
+    wrapper = build_optim_wrapper(cfg, model)
+    if precision != "32":
+        wrapper = wrapper.with_precision(precision, device.type)
+    return wrapper, schedulers
+
+
+def build_callbacks(extra: Sequence[Any] | None, overrides: Mapping[str, Any] | None, *,
+                    by_epoch: bool) -> list[Callback]:
+    """The default callbacks, adjusted by ``overrides``, followed by ``extra``."""
+    import callbacks as cb
+
+    defaults: dict[str, tuple[type, dict[str, Any]]] = {
+        "runtime_info": (cb.RuntimeInfoCallback, {}),
+        "timer": (cb.IterTimerCallback, {}),
+        "sampler_seed": (cb.DistSamplerSeedCallback, {}),
+        "param_scheduler": (cb.ParamSchedulerCallback, {}),
+        "logger": (cb.LoggerCallback, {}),
+        "checkpoint": (cb.CheckpointCallback,
+                       {"interval": 1, "by_epoch": True} if by_epoch
+                       else {"interval": -1, "by_epoch": False}),
+        "progress": (cb.ProgressBarCallback, {}),
+    }
+    if not isinstance(overrides or {}, Mapping):
+        raise TypeError(f"default_callbacks must be a dict, got {type(overrides).__name__}")
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - set(defaults)
+    if unknown:
+        raise ValueError(
+            f"default_callbacks has unknown names {sorted(unknown)}; known: {list(defaults)}")
+    built: list[Callback] = []
+    for name, (cls, kwargs) in defaults.items():
+        override = overrides.get(name, {})
+        if override is None:
+            continue
+        if isinstance(override, Callback):
+            built.append(override)
+        elif isinstance(override, Mapping):
+            built.append(cb.build_callback({"type": cls, **kwargs, **override}))
+        else:
+            raise TypeError(
+                f"default_callbacks[{name!r}] must be a dict of options, a Callback or None, "
+                f"got {type(override).__name__}")
+    if extra is not None and not isinstance(extra, (list, tuple)):
+        raise TypeError(f"callbacks must be a list of callbacks, got {type(extra).__name__}")
+    built.extend(cb.build_callback(c) for c in extra or ())
+    return built
