@@ -61,7 +61,7 @@ class BaseTrainLoop:
         """MMEngine's rule: every ``val_interval`` from ``val_begin``, and at the end."""
         if self.val_loop is None or done < self.val_begin:
             return False
-        return done % self.val_interval == 0 or done == total or self.trainer.stop_training
+        return done % self.val_interval == 0 or done == total or self.trainer.state.stop_training
 
     def validate(self) -> None:
         self.val_loop.run()
@@ -99,9 +99,10 @@ class EpochBasedTrainLoop(BaseTrainLoop):
         trainer = self.trainer
         trainer.call_hook("before_train")
         trainer.model.train()
-        while trainer.epoch < self.max_epochs and not trainer.stop_training:
+        state = trainer.state
+        while state.epoch < self.max_epochs and not state.stop_training:
             self.run_epoch()
-            if self.should_validate(trainer.epoch, self.max_epochs):
+            if self.should_validate(state.epoch, self.max_epochs):
                 self.validate()
         trainer.call_hook("after_train")
 
@@ -136,9 +137,10 @@ class IterBasedTrainLoop(BaseTrainLoop):
         trainer.call_hook("before_train_epoch")
         trainer.optim_wrapper.initialize_count_status(trainer.model, trainer.iter, self.max_iters)
         trainer.model.train()
-        while trainer.iter < self.max_iters and not trainer.stop_training:
-            self.run_iter(trainer.iter, self.next_batch())
-            if self.should_validate(trainer.iter, self.max_iters):
+        state = trainer.state
+        while state.iter < self.max_iters and not state.stop_training:
+            self.run_iter(state.iter, self.next_batch())
+            if self.should_validate(state.iter, self.max_iters):
                 self.validate()
         trainer.call_hook("after_train_epoch")
         trainer.call_hook("after_train")

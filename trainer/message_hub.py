@@ -7,6 +7,7 @@ somebody reads them, so logging a loss every iteration costs a list append, not 
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 from typing import Any
 
 import torch
@@ -31,11 +32,11 @@ class HistoryBuffer:
     def _flush(self) -> None:
         if not self._pending:
             return
-        if any(isinstance(v, torch.Tensor) for v in self._pending):
-            values = torch.stack([torch.as_tensor(v).detach().float().reshape(())
-                                  .cpu() for v in self._pending]).tolist()
+        pending = self._pending
+        if all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in pending):
+            values = torch.stack(pending).float().tolist()  # one device sync for the lot
         else:
-            values = [float(v) for v in self._pending]
+            values = [float(v) for v in pending]
         self._recent.extend(values)
         self._total += sum(values)
         self._count += len(values)
@@ -48,8 +49,9 @@ class HistoryBuffer:
     def mean(self, window: int | None = None) -> float:
         """Mean of the last ``window`` values (all kept values when ``None``)."""
         self._flush()
-        values = list(self._recent)[-window:] if window else list(self._recent)
-        return sum(values) / len(values)
+        if window is None or window >= len(self._recent):
+            return sum(self._recent) / len(self._recent)
+        return sum(islice(reversed(self._recent), window)) / window
 
     def global_mean(self) -> float:
         self._flush()

@@ -41,6 +41,8 @@ class BaseDataPreprocessor(nn.Module):
 
     def cast_data(self, data: Any) -> Any:
         device, non_blocking = self._device_anchor.device, self.non_blocking
+        if device.type == "cpu":
+            return data  # loaders yield CPU tensors: nothing to move, and no per-batch cost
         return apply_to_collection(
             data, torch.Tensor, lambda t: t.to(device, non_blocking=non_blocking))
 
@@ -112,23 +114,24 @@ class BaseModel(nn.Module):
                 f"{type(self).__name__}.forward(mode='loss') must return a dict such as "
                 f"{{'loss': tensor}}, got {type(losses).__name__}")
         log_vars: dict[str, torch.Tensor] = {}
-        total = None
+        terms: list[torch.Tensor] = []
         for key, value in losses.items():
             if isinstance(value, (list, tuple)):
                 value = sum(_check_scalar(key, v) for v in value)
             if "loss" in key:
-                value = _check_scalar(key, value)
-                total = value if total is None else total + value
+                terms.append(_check_scalar(key, value))
             log_vars[key] = value.detach() if isinstance(value, torch.Tensor) else value
-        if total is None:
+        if not terms:
             raise ValueError(
                 f"{type(self).__name__}.forward(mode='loss') returned keys {list(losses)} but no "
                 "key contains 'loss'; return e.g. {'loss': cross_entropy(logits, y)}")
+        total = terms[0] if len(terms) == 1 else torch.stack(terms).sum()
         if not total.requires_grad:
             raise ValueError(
                 "the loss does not require grad: was it computed under torch.no_grad() or "
                 "detached inside forward(mode='loss')?")
-        log_vars["loss"] = total.detach()
+        if len(terms) > 1 or "loss" not in log_vars:
+            log_vars["loss"] = total.detach()
         return total, log_vars
 
 

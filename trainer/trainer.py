@@ -91,7 +91,7 @@ class Trainer(CheckpointMixin):
         seed: int | None = None,
         deterministic: bool = False,
         diff_rank_seed: bool = False,
-        log_interval: int = 10,
+        log_interval: int = 50,
         train_loop: type[BaseTrainLoop] | None = None,
         val_loop: type[ValLoop] = ValLoop,
         test_loop: type[TestLoop] = TestLoop,

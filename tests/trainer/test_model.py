@@ -61,11 +61,17 @@ def test_train_step_updates_weights_and_returns_detached_logs():
 
 
 def test_preprocessor_moves_nested_batches_with_the_model():
-    pre = BaseDataPreprocessor()
     model = ToyNet()
-    model.data_preprocessor = pre
-    model.to(torch.float64)  # buffers follow .to(); a device move works the same way
+    model.to("meta")  # a device other than the CPU, available without an accelerator
     batch = {"x": [torch.ones(2)], "meta": {"ids": torch.arange(2)}, "name": "a"}
-    out = pre(batch)
-    assert out["name"] == "a" and out["x"][0].device == pre.device
+    out = model.data_preprocessor(batch)
+    assert model.data_preprocessor.device.type == "meta"
+    assert out["x"][0].device.type == "meta" and out["meta"]["ids"].device.type == "meta"
+    assert out["name"] == "a"
     assert "_device_anchor" not in model.state_dict()
+
+
+def test_preprocessor_leaves_cpu_batches_untouched():
+    batch = (torch.ones(2), torch.zeros(2))
+    out = ToyNet().data_preprocessor(batch)
+    assert out[0] is batch[0] and out[1] is batch[1]
