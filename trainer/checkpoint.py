@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import pickle
 import posixpath
 import uuid
+import warnings
 from typing import Any
 
 import fsspec
 import torch
+from torch import nn
 
 LAST_CHECKPOINT = "last_checkpoint"
 
@@ -21,37 +24,70 @@ def join(base: str, *parts: str) -> str:
 def save_checkpoint(checkpoint: dict[str, Any], path: str) -> None:
     """Write ``checkpoint`` to ``path`` so that no half-written file ever carries the real name.
 
-    The bytes go to ``<path>.tmp-<random>`` in the same directory and are then renamed; an
-    interrupted save leaves the previous files untouched.
+    The bytes stream to ``<path>.tmp-<random>`` in the same directory, which is then renamed
+    (atomic on local disks); an interrupted save leaves the previous files untouched.
     """
     fs, fs_path = fsspec.core.url_to_fs(str(path))
     fs.makedirs(posixpath.dirname(fs_path) or ".", exist_ok=True)
     tmp_path = f"{fs_path}.tmp-{uuid.uuid4().hex[:8]}"
-    buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
     try:
         with fs.open(tmp_path, "wb") as f:
-            f.write(buffer.getbuffer())
+            torch.save(checkpoint, f)
         fs.mv(tmp_path, fs_path)
     finally:
         if fs.exists(tmp_path):
             fs.rm(tmp_path)
 
 
-def load_checkpoint(path: str, map_location: Any = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str, map_location: Any = "cpu",
+                    weights_only: bool = True) -> dict[str, Any]:
     """Read a checkpoint with ``torch.load(weights_only=True)``; clear errors for bad files."""
     fs, fs_path = fsspec.core.url_to_fs(str(path))
     if not fs.exists(fs_path):
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     with fs.open(fs_path, "rb") as f:
-        data = f.read()
+        data = io.BytesIO(f.read())
     try:
-        checkpoint = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        checkpoint = torch.load(data, map_location=map_location, weights_only=weights_only)
+    except pickle.UnpicklingError as err:
+        if weights_only and "weights_only" in str(err).replace(" ", "_").lower():
+            raise ValueError(
+                f"{path} holds Python objects that only arbitrary unpickling can rebuild, which "
+                "could run any code, so it was refused. If you trust the file, load it with "
+                f"weights_only=False. torch said: {str(err).splitlines()[0]}") from err
+        raise ValueError(f"{path} is not a valid checkpoint (truncated or corrupted): {err}") \
+            from err
     except Exception as err:
-        raise ValueError(f"{path} is not a valid checkpoint: {err}") from err
+        raise ValueError(f"{path} is not a valid checkpoint (truncated or corrupted): {err}") \
+            from err
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path} is not a valid checkpoint: it holds a {type(checkpoint).__name__}")
     return checkpoint
+
+
+def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], strict: bool,
+                     source: str) -> None:
+    """Load ``state_dict`` into ``model``, listing every missing, unexpected or reshaped key."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    reshaped = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+                for k in own if k in state_dict and hasattr(state_dict[k], "shape")
+                and state_dict[k].shape != own[k].shape]
+    problems = [f"{label}: {', '.join(keys)}" for label, keys in (
+        ("missing keys", missing), ("unexpected keys", unexpected),
+        ("shape mismatches", reshaped)) if keys]
+    if problems and strict:
+        raise ValueError(
+            f"the weights in {source} do not fit {type(model).__name__} — "
+            + "; ".join(problems)
+            + ". Pass strict=False to load only the weights that match.")
+    if problems:
+        warnings.warn(f"loaded only matching weights from {source}; " + "; ".join(problems),
+                      stacklevel=3)
+        bad = {k.split(":")[0] for k in reshaped}
+        state_dict = {k: v for k, v in state_dict.items() if k in own and k not in bad}
+    model.load_state_dict(state_dict, strict=False)
 
 
 def write_last_checkpoint(work_dir: str, path: str) -> None:

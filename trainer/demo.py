@@ -7,6 +7,7 @@ a laptop CPU and prints the test accuracy it reached.
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 from torch import nn
@@ -39,7 +40,8 @@ class DigitsNet(BaseModel):
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work-dir", default="work_dirs/digits")
+    parser.add_argument("--work-dir", default=time.strftime("work_dirs/digits_%Y%m%d_%H%M%S"),
+                        help="a new folder (default: work_dirs/digits_<time>)")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--no-progress", action="store_true", help="switch the progress bar off")
     args = parser.parse_args(argv)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from trainer.data import make_resumable
 from trainer.randomness import preserve_rng
 
 if TYPE_CHECKING:
@@ -51,8 +52,8 @@ class BaseTrainLoop:
     def __init__(self, trainer: Trainer, dataloader: Iterable, val_loop: ValLoop | None = None,
                  val_begin: int = 1, val_interval: int = 1) -> None:
         self.trainer = trainer
-        self.dataloader = dataloader
         self.epoch_length = loader_length(dataloader, "train_dataloader")
+        self.dataloader, self.sampler = make_resumable(dataloader)
         self.val_loop = val_loop
         self.val_begin = val_begin
         self.val_interval = val_interval
@@ -79,6 +80,30 @@ class BaseTrainLoop:
     def advance(self) -> None:
         """Record that one more batch of the current epoch has been consumed."""
         self.trainer.state.batch_idx += 1
+
+    def new_iterator(self) -> Iterator:
+        """An iterator over the loader that starts at the current data position.
+
+        Mid-epoch (after a resume) the epoch's random draws were made before the checkpoint,
+        so creating the iterator must not draw again: it runs with the RNG state preserved.
+        """
+        done = self.trainer.state.batch_idx
+        if not done:
+            return iter(self.dataloader)
+        with preserve_rng():
+            iterator = iter(self.dataloader)
+            if self.sampler is None:  # not a rebuildable loader: draw and discard
+                for _ in range(done):
+                    next(iterator)
+        return iterator
+
+    def data_state(self) -> dict[str, Any]:
+        """The order of the current epoch, so a resume can replay its remaining batches."""
+        return self.sampler.state_dict() if self.sampler is not None else {}
+
+    def load_data_state(self, state: dict[str, Any]) -> None:
+        if self.sampler is not None and state:
+            self.sampler.resume(state, self.trainer.state.batch_idx)
 
 
 class EpochBasedTrainLoop(BaseTrainLoop):
@@ -111,7 +136,7 @@ class EpochBasedTrainLoop(BaseTrainLoop):
         trainer.call_hook("before_train_epoch")
         trainer.optim_wrapper.initialize_count_status(
             trainer.model, trainer.state.batch_idx, self.epoch_length)
-        for batch_idx, data_batch in enumerate(self.dataloader):
+        for batch_idx, data_batch in enumerate(self.new_iterator(), trainer.state.batch_idx):
             self.run_iter(batch_idx, data_batch)
         trainer.call_hook("after_train_epoch")
         trainer.state.epoch += 1
@@ -149,7 +174,7 @@ class IterBasedTrainLoop(BaseTrainLoop):
         """The next batch, starting a new pass over the loader when the last one ran out."""
         if self._iterator is None:
             set_sampler_epoch(self.dataloader, self.trainer.epoch)
-            self._iterator = iter(self.dataloader)
+            self._iterator = self.new_iterator()
         try:
             return next(self._iterator)
         except StopIteration:

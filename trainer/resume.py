@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -60,8 +61,13 @@ class CheckpointMixin:
             "message_hub": self.message_hub.state_dict(),
             "callbacks": {key: cb.state_dict() for key, cb in
                           zip(callback_keys(self.callbacks), self.callbacks)},
-            "rng": get_rng_state(),
+            "rng": dist.all_gather_object(get_rng_state()),  # one entry per rank
         }
+        if self.train_loop is not None:
+            meta = ckpt["meta"]
+            meta.update(max_epochs=self.state.max_epochs, max_iters=self.state.max_iters)
+            position = self.train_loop.data_state() if meta["batch_idx"] else {}
+            ckpt["data"] = dist.all_gather_object(position)
         if save_optimizer and self.optim_wrapper is not None:
             ckpt["optimizer"] = self.optim_wrapper.state_dict()
         if save_param_scheduler and self.param_schedulers:
@@ -79,12 +85,23 @@ class CheckpointMixin:
             checkpoint.save_checkpoint(ckpt, path)
         dist.barrier()
 
-    def load_checkpoint(self, path: str, strict: bool = True) -> dict[str, Any]:
-        """Load only the model weights of ``path``; returns the whole checkpoint."""
-        ckpt = checkpoint.load_checkpoint(path, map_location="cpu")
+    def load_checkpoint(self, path: str, strict: bool = True,
+                        weights_only: bool = True) -> dict[str, Any]:
+        """Load only the model weights of ``path``; returns the whole checkpoint.
+
+        Args:
+            path: a local path or fsspec URL.
+            strict: refuse missing, unexpected or differently shaped weights; with ``False``
+                the matching ones load and the rest are listed in a warning.
+            weights_only: keep ``torch.load``'s safe unpickler; ``False`` only for a file you
+                trust that holds arbitrary Python objects.
+        """
+        if self.model is None:
+            raise ValueError("load_checkpoint() needs a model: pass one to fit/validate/test first")
+        ckpt = checkpoint.load_checkpoint(path, map_location="cpu", weights_only=weights_only)
         if "state_dict" not in ckpt:
             raise ValueError(f"{path} is not a valid checkpoint: it has no 'state_dict'")
-        self.model.load_state_dict(ckpt["state_dict"], strict=strict)
+        checkpoint.load_model_state(self.model, ckpt["state_dict"], strict=strict, source=path)
         return ckpt
 
     def resolve_ckpt_path(self, ckpt_path: str) -> str:
@@ -107,7 +124,7 @@ class CheckpointMixin:
         return ckpt_path
 
     def resume(self, path: str) -> None:
-        """Restore model, optimizer, schedulers, callbacks, counters and RNG from ``path``."""
+        """Restore model, optimizer, schedulers, callbacks, counters, data position and RNG."""
         ckpt = self.load_checkpoint(path)
         if "optimizer" in ckpt:
             self.optim_wrapper.load_state_dict(ckpt["optimizer"])
@@ -120,17 +137,44 @@ class CheckpointMixin:
         meta = ckpt["meta"]
         self.state.epoch, self.state.iter = meta["epoch"], meta["iter"]
         self.state.batch_idx = meta.get("batch_idx", 0)
+        rank = dist.get_rank()
+        if ckpt.get("data") and self.state.batch_idx:
+            self.train_loop.load_data_state(per_rank(ckpt["data"], rank, "data position"))
         if "rng" in ckpt:
-            set_rng_state(ckpt["rng"])
+            set_rng_state(per_rank(ckpt["rng"], rank, "RNG state"))
         self.call_hook("after_load_checkpoint", checkpoint=ckpt)
+
+    def check_work_dir_is_free(self, ckpt_path: str | None) -> None:
+        """Refuse to start a new run over the checkpoints of another one."""
+        if ckpt_path is not None or self._resume:
+            return
+        existing = checkpoint.read_last_checkpoint(self.work_dir)
+        if existing is not None:
+            raise FileExistsError(
+                f"work_dir {self.work_dir} already holds a run (its last checkpoint is "
+                f"{existing}); pass resume=True to continue it, or choose a new work_dir so "
+                "that nothing it holds is overwritten")
 
     def _load_or_resume(self, ckpt_path: str | None) -> None:
         """MMEngine's four ``resume``/``load_from`` cases, plus ``fit(ckpt_path=...)``."""
         if ckpt_path is not None:
             self.resume(self.resolve_ckpt_path(ckpt_path))
-        elif self._resume:
+            return
+        if self._resume:
             path = self._load_from or checkpoint.read_last_checkpoint(self.work_dir)
             if path is not None:
                 self.resume(path)
-        elif self._load_from is not None:
+            return
+        if self._load_from is not None:
             self.load_checkpoint(self._load_from)
+
+
+def per_rank(entries: Any, rank: int, what: str) -> Any:
+    """This rank's entry of a per-rank list; a single entry is shared (older checkpoints)."""
+    if isinstance(entries, dict):
+        return entries
+    if rank < len(entries):
+        return entries[rank]
+    warnings.warn(f"the checkpoint has no {what} for rank {rank} (it was saved by "
+                  f"{len(entries)} ranks); rank {rank} uses rank 0's", stacklevel=3)
+    return entries[0]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -75,9 +77,9 @@ class Trainer(CheckpointMixin):
         max_iters: int | None = None,
         val_interval: int | None = None,
         val_begin: int = 1,
-        work_dir: str = "work_dirs",
+        work_dir: str | os.PathLike = "work_dirs",
         resume: bool = False,
-        load_from: str | None = None,
+        load_from: str | os.PathLike | None = None,
         optim_wrapper: Any = None,
         param_scheduler: Any = None,
         val_evaluator: Any = None,
@@ -102,11 +104,15 @@ class Trainer(CheckpointMixin):
         self.val_interval = arguments.check_positive_int(
             "val_interval", val_interval if val_interval is not None else (1 if by_epoch else 1000))
         self.val_begin = arguments.check_positive_int("val_begin", val_begin)
+        if isinstance(work_dir, os.PathLike):
+            work_dir = os.fspath(work_dir)
         if not isinstance(work_dir, str) or not work_dir:
             raise TypeError(f"work_dir must be a non-empty path or URL string, got {work_dir!r}")
         self.work_dir = work_dir.rstrip("/")
         if not isinstance(resume, bool):
             raise TypeError(f"resume must be True or False, got {resume!r}")
+        if isinstance(load_from, os.PathLike):
+            load_from = os.fspath(load_from)
         if load_from is not None and not isinstance(load_from, str):
             raise TypeError(f"load_from must be a checkpoint path or URL, got {load_from!r}")
         self._resume, self._load_from = resume, load_from
@@ -148,6 +154,7 @@ class Trainer(CheckpointMixin):
         self.val_dataloader: Iterable | None = None
         self.test_dataloader: Iterable | None = None
         self.train_loop: BaseTrainLoop | None = None
+        self.config: dict[str, Any] | None = None  # the resolved run config, from from_config
         self._hook: str | None = None
 
     # Public state read by callbacks.
@@ -170,9 +177,37 @@ class Trainer(CheckpointMixin):
         self.callbacks.call(name, self, **kwargs)
         self._hook = outer
 
-    def fit(self, model: nn.Module, train_dataloader: Iterable,
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | str,
+                    cfg_options: Mapping[str, Any] | None = None) -> Trainer:
+        """A trainer from an MMEngine-style config (a dict or a ``.py`` file).
+
+        The config's model and dataloaders are kept, so ``fit()``, ``validate()`` and ``test()``
+        need no arguments.
+        """
+        from trainer.runner_config import parse_runner_config
+
+        spec = parse_runner_config(cfg, cfg_options)
+        trainer = cls(**spec.trainer_kwargs)  # seeds first, so the model's init is seeded too
+        trainer.config = spec.config
+        trainer.model = spec.build_model() if spec.build_model is not None else None
+        for stage in ("train", "val", "test"):
+            build = getattr(spec, f"build_{stage}_dataloader")
+            setattr(trainer, f"{stage}_dataloader", build() if build is not None else None)
+        return trainer
+
+    def fit(self, model: nn.Module | None = None, train_dataloader: Iterable | None = None,
             val_dataloader: Iterable | None = None, ckpt_path: str | None = None) -> nn.Module:
-        """Train ``model`` to ``max_epochs``/``max_iters``; ``ckpt_path`` resumes from a file."""
+        """Train ``model`` to ``max_epochs``/``max_iters``; ``ckpt_path`` resumes from a file.
+
+        ``model`` and the loaders default to those of ``from_config``.
+        """
+        model = model if model is not None else self.model
+        train_dataloader = train_dataloader if train_dataloader is not None \
+            else self.train_dataloader
+        if model is None:
+            raise TypeError("fit() needs a model: fit(model, train_dataloader)")
+        self.check_work_dir_is_free(ckpt_path)
         self._set_model(model)
         self.train_dataloader = arguments.check_dataloader("train_dataloader", train_dataloader)
         if val_dataloader is not None:
@@ -193,7 +228,13 @@ class Trainer(CheckpointMixin):
             max_epochs=self.state.max_epochs, max_iters=self.state.max_iters)
         self.call_hook("before_run")
         self._load_or_resume(ckpt_path)
-        self.train_loop.run()
+        if self.state.iter >= self.state.max_iters:
+            warnings.warn(
+                f"the resumed run already finished ({self.state.iter} of max_iters="
+                f"{self.state.max_iters} iterations done): nothing to train; raise "
+                f"{'max_epochs' if self.by_epoch else 'max_iters'} to continue it", stacklevel=2)
+        else:
+            self.train_loop.run()
         self.call_hook("after_run")
         return self.model
 

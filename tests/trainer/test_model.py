@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from tests.conftest import ToyNet
-from trainer import BaseDataPreprocessor, BaseModel, OptimWrapper
+from trainer import BaseModel, OptimWrapper
 
 
 class Echo(BaseModel):

@@ -177,11 +177,12 @@ def test_test_with_ckpt_path_loads_those_weights_first(work_dir):
 
 
 def test_seed_makes_runs_repeatable(work_dir):
-    def run():
-        trainer = Trainer(max_epochs=2, work_dir=work_dir, seed=7, default_callbacks=QUIET)
+    def run(name):
+        trainer = Trainer(max_epochs=2, work_dir=f"{work_dir}/{name}", seed=7,
+                          default_callbacks=QUIET)
         model = ToyNet(dropout=0.2)  # built after the Trainer: its init is seeded too
         trainer.fit(model, toy_loader(shuffle=True))
         return model.state_dict()
 
-    a, b = run(), run()
+    a, b = run("a"), run("b")
     assert all(torch.equal(a[k], b[k]) for k in a)

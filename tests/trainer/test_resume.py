@@ -1,0 +1,169 @@
+"""Exact resume: N iterations in one go equal k iterations, a stop, and a resume to N."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from callbacks import Callback
+from tests.conftest import ToyNet, accuracy, toy_loader
+from trainer import Trainer
+from trainer.checkpoint import load_checkpoint
+
+EPOCH_LEN = 5  # 40 samples, batch 8
+
+
+def run(work_dir, length, resume_from=None, ckpt_interval=None, **kwargs):
+    """Train with shuffling, dropout, accumulation, two schedulers and validation."""
+    by_epoch = "max_epochs" in length
+    torch.manual_seed(123)  # the model's init differs from the first run's; resume overwrites it
+    model = ToyNet(dropout=0.3)
+    checkpoint = {"interval": ckpt_interval or -1, "by_epoch": False, "save_best": "acc"}
+    trainer = Trainer(
+        **length, work_dir=work_dir, seed=0,
+        val_interval=2 if by_epoch else 6,
+        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1, momentum=0.9),
+                           accumulative_counts=3),
+        param_scheduler=[dict(type="LinearLR", start_factor=0.2, by_epoch=False, end=4),
+                         dict(type="MultiStepLR", milestones=[2], by_epoch=True)],
+        val_evaluator={"acc": accuracy()},
+        resume=kwargs.pop("resume", resume_from is not None), load_from=resume_from,
+        default_callbacks={"progress": None, "logger": None, "checkpoint": checkpoint},
+        **kwargs,
+    )
+    trainer.fit(model, toy_loader(n=40, shuffle=True), toy_loader(n=16, shuffle=True))
+    return model, trainer
+
+
+def assert_same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    different = [k for k in sa if not torch.equal(sa[k], sb[k])]
+    assert not different, f"weights differ: {different}"
+
+
+@pytest.mark.parametrize(("length", "k"), [
+    ({"max_epochs": 4}, 7),      # mid-epoch, inside an accumulation window
+    ({"max_epochs": 4}, 10),     # at an epoch boundary, right before a validation
+    ({"max_iters": 17}, 7),      # mid-pass
+    ({"max_iters": 17}, 10),     # at the end of a pass over the loader
+    ({"max_iters": 17}, 12),     # right before a validation
+])
+def test_resume_is_bit_identical(tmp_path, length, k):
+    straight, _ = run(tmp_path / "straight", length)
+    run(tmp_path / "first", length, ckpt_interval=k)
+    resumed, trainer = run(tmp_path / "resumed", length,
+                           resume_from=str(tmp_path / "first" / f"iter_{k}.pth"))
+    assert_same_weights(straight, resumed)
+    assert trainer.iter == (length.get("max_iters") or 4 * EPOCH_LEN)
+
+
+class SaveAfterFirstValidation(Callback):
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def after_val_epoch(self, trainer, metrics=None):
+        if not self.path.exists():
+            trainer.save_checkpoint(str(self.path))
+
+
+@pytest.mark.parametrize("length", [{"max_epochs": 4}, {"max_iters": 17}])
+def test_resume_right_after_a_validation_is_bit_identical(tmp_path, length):
+    straight, _ = run(tmp_path / "straight", length)
+    path = tmp_path / "after_val.pth"
+    run(tmp_path / "first", length, callbacks=[SaveAfterFirstValidation(path)])
+    assert load_checkpoint(str(path))["meta"]["iter"] == (10 if "max_epochs" in length else 6)
+    resumed, _ = run(tmp_path / "resumed", length, resume_from=str(path))
+    assert_same_weights(straight, resumed)
+
+
+def test_checkpoint_mid_epoch_holds_the_data_position(tmp_path):
+    run(tmp_path / "first", {"max_epochs": 2}, ckpt_interval=7)
+    ckpt = load_checkpoint(str(tmp_path / "first" / "iter_7.pth"))
+    assert (ckpt["meta"]["epoch"], ckpt["meta"]["iter"], ckpt["meta"]["batch_idx"]) == (1, 7, 2)
+    (position,) = ckpt["data"]
+    assert sorted(position["order"].tolist()) == list(range(40))  # the epoch's permutation
+    assert ckpt["optimizer"]["inner_count"] == 2  # inside the accumulation window
+    assert torch.load(str(tmp_path / "first" / "iter_7.pth"), weights_only=True)
+
+
+def test_resumed_run_skips_at_the_sampler(tmp_path):
+    """The samples already trained on are never loaded again."""
+    run(tmp_path / "first", {"max_epochs": 2}, ckpt_interval=7)
+    loaded: list[int] = []
+
+    class Spy(torch.utils.data.Dataset):
+        def __init__(self, data):
+            self.data = data
+
+        def __len__(self):
+            return len(self.data)
+
+        def __getitem__(self, i):
+            loaded.append(i)
+            return self.data[i]
+
+    model = ToyNet(dropout=0.3)
+    trainer = Trainer(max_epochs=2, work_dir=str(tmp_path / "resumed"), resume=True,
+                      load_from=str(tmp_path / "first" / "iter_7.pth"),
+                      optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1, momentum=0.9),
+                                         accumulative_counts=3),
+                      param_scheduler=[dict(type="LinearLR", start_factor=0.2, by_epoch=False,
+                                            end=4),
+                                       dict(type="MultiStepLR", milestones=[2], by_epoch=True)],
+                      default_callbacks={"progress": None, "logger": None, "checkpoint": None})
+    data = toy_loader(n=40).dataset
+    trainer.fit(model, torch.utils.data.DataLoader(Spy(data), batch_size=8, shuffle=True))
+    assert len(loaded) == 3 * 8  # only the 3 batches of epoch 2 that were left
+    assert len(set(loaded)) == len(loaded)
+
+
+def test_resuming_a_finished_run_does_nothing_and_says_so(tmp_path):
+    model, first = run(tmp_path / "first", {"max_iters": 8})
+    final = first.resolve_ckpt_path("last")
+    with pytest.warns(UserWarning, match="already finished"):
+        again, trainer = run(tmp_path / "again", {"max_iters": 8}, resume_from=final)
+    assert trainer.iter == 8
+    assert_same_weights(model, again)
+
+
+def test_resuming_with_a_larger_max_iters_continues_to_the_new_end(tmp_path):
+    _, first = run(tmp_path / "first", {"max_iters": 8})
+    _, trainer = run(tmp_path / "longer", {"max_iters": 12},
+                     resume_from=first.resolve_ckpt_path("last"))
+    assert trainer.iter == 12
+
+
+def test_resume_true_without_checkpoint_starts_fresh(tmp_path):
+    _, trainer = run(tmp_path / "fresh", {"max_iters": 3}, resume_from=None)
+    resumed_cfg = Trainer(max_iters=3, work_dir=str(tmp_path / "empty"), resume=True,
+                          default_callbacks={"progress": None, "logger": None})
+    resumed_cfg.fit(ToyNet(), toy_loader())
+    assert resumed_cfg.iter == 3 and trainer.iter == 3
+
+
+def test_resume_true_picks_the_latest_checkpoint_in_work_dir(tmp_path):
+    work_dir = str(tmp_path / "run")
+    _, first = run(work_dir, {"max_iters": 8})
+    _, second = run(work_dir, {"max_iters": 12}, resume_from=None, resume=True)
+    assert second.iter == 12 and first.iter == 8
+
+
+def test_new_run_refuses_a_work_dir_that_holds_one(tmp_path):
+    work_dir = str(tmp_path / "run")
+    run(work_dir, {"max_iters": 4})
+    with pytest.raises(FileExistsError, match=r"already holds a run.*pass resume=True"):
+        run(work_dir, {"max_iters": 4})
+
+
+def test_load_from_without_resume_loads_weights_only(tmp_path):
+    model, first = run(tmp_path / "first", {"max_iters": 8})
+    trainer = Trainer(max_iters=1, work_dir=str(tmp_path / "second"),
+                      load_from=first.resolve_ckpt_path("last"),
+                      optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.0)),
+                      default_callbacks={"progress": None, "logger": None})
+    fresh = ToyNet(dropout=0.3)
+    trainer.fit(fresh, toy_loader())
+    assert trainer.iter == 1  # counters were not restored
+    assert_same_weights(model, fresh)  # lr 0: the loaded weights are unchanged
