@@ -95,14 +95,16 @@ class CheckpointCallback(Callback):
 
     def _save_regular(self, trainer: Any, done: int) -> None:
         path = checkpoint.join(self.out_dir, self.filename_tmpl.format(done))
+        # Update the state first: the checkpoint must record itself as kept and saved.
+        self.last_saved = done
+        self.kept.append(path)
+        expired = self.kept[:-self.max_keep_ckpts] if self.max_keep_ckpts > 0 else []
+        self.kept = self.kept[len(expired):]
         self._save(trainer, path)
         if dist.is_main_process():
             checkpoint.write_last_checkpoint(trainer.work_dir, path)
-        self.last_saved = done
-        self.kept.append(path)
-        if self.max_keep_ckpts > 0:
-            while len(self.kept) > self.max_keep_ckpts:
-                self._remove(self.kept.pop(0))
+        for old in expired:
+            self._remove(old)
 
     def _save(self, trainer: Any, path: str) -> None:
         trainer.save_checkpoint(path, save_optimizer=self.save_optimizer,
@@ -125,9 +127,9 @@ class CheckpointCallback(Callback):
             path = checkpoint.join(
                 self.out_dir or trainer.work_dir,
                 f"best_{name.replace('/', '_')}_{unit}_{done}.pth")
-            self._save(trainer, path)
             old = self.best_ckpt_paths.get(name)
             self.best_ckpt_paths[name] = path
+            self._save(trainer, path)
             if old and old != path:
                 self._remove(old)
 

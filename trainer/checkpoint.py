@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import pickle
 import posixpath
 import uuid
@@ -45,16 +44,16 @@ def load_checkpoint(path: str, map_location: Any = "cpu",
     fs, fs_path = fsspec.core.url_to_fs(str(path))
     if not fs.exists(fs_path):
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    with fs.open(fs_path, "rb") as f:
-        data = io.BytesIO(f.read())
     try:
-        checkpoint = torch.load(data, map_location=map_location, weights_only=weights_only)
+        with fs.open(fs_path, "rb") as f:
+            checkpoint = torch.load(f, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as err:
-        if weights_only and "weights_only" in str(err).replace(" ", "_").lower():
+        if weights_only and "Unsupported global" in str(err):
             raise ValueError(
                 f"{path} holds Python objects that only arbitrary unpickling can rebuild, which "
                 "could run any code, so it was refused. If you trust the file, load it with "
-                f"weights_only=False. torch said: {str(err).splitlines()[0]}") from err
+                f"weights_only=False. torch said: {str(err).split('Unsupported global')[1][:200]}"
+            ) from err
         raise ValueError(f"{path} is not a valid checkpoint (truncated or corrupted): {err}") \
             from err
     except Exception as err:

@@ -75,3 +75,20 @@ def test_best_without_save_best_is_a_clear_error(work_dir):
 def test_bad_checkpoint_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         CheckpointCallback(**kwargs)
+
+
+def test_max_keep_and_best_survive_a_resume(work_dir):
+    kwargs = dict(work_dir=work_dir, val_interval=4, val_evaluator={"acc": accuracy()},
+                  default_callbacks={**QUIET, "checkpoint": {
+                      "interval": 2, "by_epoch": False, "max_keep_ckpts": 2, "save_best": "acc"}})
+    first = Trainer(max_iters=8, **kwargs)
+    first.fit(ToyNet(), toy_loader(n=16), toy_loader(n=16, seed=2))
+    (cb,) = first.callbacks.get(CheckpointCallback)
+    best_before = dict(cb.best_scores)
+    resumed = Trainer(max_iters=12, resume=True, **kwargs)
+    resumed.fit(ToyNet(), toy_loader(n=16), toy_loader(n=16, seed=2))
+    (cb2,) = resumed.callbacks.get(CheckpointCallback)
+    files = listing(work_dir)
+    assert [f for f in files if f.startswith("iter_")] == ["iter_10.pth", "iter_12.pth"]
+    assert cb2.best_scores["acc"] >= best_before["acc"]
+    assert len([f for f in files if f.startswith("best_")]) == 1
