@@ -8,7 +8,6 @@ import torch
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 ACCELERATORS = ("auto", "cpu", "cuda")
-STRATEGIES = ("auto", "ddp")
 
 
 def check_run_length(max_epochs: Any, max_iters: Any) -> None:
@@ -55,3 +54,14 @@ def check_dataloader(name: str, loader: Any) -> Any:
             f"{name} must be an iterable of batches such as a torch DataLoader, "
             f"got {type(loader).__name__}")
     return loader
+
+
+def check_auto_scale_lr(cfg: Any) -> dict[str, Any] | None:
+    """MMEngine's ``auto_scale_lr=dict(base_batch_size=N, enable=True)``; ``None`` when off."""
+    if cfg is None:
+        return None
+    if not isinstance(cfg, dict) or "base_batch_size" not in cfg:
+        raise ValueError(
+            f"auto_scale_lr must be dict(base_batch_size=N, enable=True), got {cfg!r}")
+    check_positive_int("auto_scale_lr base_batch_size", cfg["base_batch_size"])
+    return dict(cfg) if cfg.get("enable", True) else None

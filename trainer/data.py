@@ -11,7 +11,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset, Sampler
+from torch.utils.data import (
+    DataLoader,
+    DistributedSampler,
+    IterableDataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+)
 
 
 class ResumableSampler(Sampler):
@@ -56,19 +63,30 @@ class ResumableSampler(Sampler):
         self._resume = (order.tolist() if isinstance(order, torch.Tensor) else order, batches_done)
 
 
-def make_resumable(loader: Any) -> tuple[Any, ResumableSampler | None]:
-    """``loader`` rebuilt around a ``ResumableSampler``; unchanged when that is not possible.
+class ShardSampler(Sampler):
+    """Rank ``r`` of ``n`` takes samples ``r, r + n, r + 2n, …``: no padding, no duplicates.
 
-    Only a plain ``DataLoader`` over a map-style data set can be rebuilt; other iterables are
-    returned with ``None`` and resume by drawing and discarding the batches already trained on.
+    Evaluation over N processes then sees every sample exactly once, so metrics equal those of
+    one process (``DistributedSampler`` pads ranks to equal length with repeated samples).
     """
-    if type(loader) is not DataLoader or isinstance(loader.dataset, IterableDataset):
-        return loader, None
-    if isinstance(loader.batch_sampler, ResumableSampler):
-        return loader, loader.batch_sampler
-    if isinstance(loader.sampler, ResumableSampler):
-        return loader, loader.sampler
-    kwargs: dict[str, Any] = dict(
+
+    def __init__(self, size: int, rank: int, world_size: int) -> None:
+        self.size, self.rank, self.world_size = size, rank, world_size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.size, self.world_size))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.size, self.world_size))
+
+
+def _rebuildable(loader: Any) -> bool:
+    return type(loader) is DataLoader and not isinstance(loader.dataset, IterableDataset)
+
+
+def _loader_kwargs(loader: DataLoader) -> dict[str, Any]:
+    """Every ``DataLoader`` argument of ``loader`` except how it samples."""
+    return dict(
         num_workers=loader.num_workers, collate_fn=loader.collate_fn,
         pin_memory=loader.pin_memory, timeout=loader.timeout,
         worker_init_fn=loader.worker_init_fn, multiprocessing_context=loader.multiprocessing_context,
@@ -76,10 +94,53 @@ def make_resumable(loader: Any) -> tuple[Any, ResumableSampler | None]:
         persistent_workers=loader.persistent_workers, pin_memory_device=loader.pin_memory_device,
         in_order=getattr(loader, "in_order", True),
     )
+
+
+def _with_sampler(loader: DataLoader, sampler: Sampler) -> DataLoader:
+    """``loader`` with automatic batching over ``sampler`` instead of its own."""
+    return DataLoader(loader.dataset, batch_size=loader.batch_size, drop_last=loader.drop_last,
+                      sampler=sampler, **_loader_kwargs(loader))
+
+
+def _plain_sampler(loader: DataLoader) -> bool:
+    """Automatic batching over torch's own random or sequential sampler."""
+    return loader.batch_size is not None and type(loader.sampler) in (RandomSampler,
+                                                                      SequentialSampler)
+
+
+def distribute_train_loader(loader: Any, rank: int, world_size: int, seed: int) -> Any:
+    """Replace a plain sampler by a ``DistributedSampler`` that keeps the user's ``shuffle``."""
+    if world_size == 1 or not _rebuildable(loader) or not _plain_sampler(loader):
+        return loader
+    return _with_sampler(loader, DistributedSampler(
+        loader.dataset, num_replicas=world_size, rank=rank,
+        shuffle=isinstance(loader.sampler, RandomSampler), seed=seed))
+
+
+def shard_eval_loader(loader: Any, rank: int, world_size: int) -> Any:
+    """Give each rank its own share of an evaluation loader, without padding."""
+    if world_size == 1 or not _rebuildable(loader) or not _plain_sampler(loader):
+        return loader
+    return _with_sampler(loader, ShardSampler(len(loader.dataset), rank, world_size))
+
+
+def make_resumable(loader: Any) -> tuple[Any, ResumableSampler | None]:
+    """``loader`` rebuilt around a ``ResumableSampler``; unchanged when that is not possible.
+
+    Only a plain ``DataLoader`` over a map-style data set can be rebuilt; other iterables are
+    returned with ``None`` and resume by drawing and discarding the batches already trained on.
+    """
+    if not _rebuildable(loader):
+        return loader, None
+    if isinstance(loader.batch_sampler, ResumableSampler):
+        return loader, loader.batch_sampler
+    if isinstance(loader.sampler, ResumableSampler):
+        return loader, loader.sampler
     if loader.batch_size is not None:  # automatic batching over loader.sampler
         wrapper = ResumableSampler(loader.sampler, loader.batch_size)
-        kwargs.update(sampler=wrapper, batch_size=loader.batch_size, drop_last=loader.drop_last)
-    elif loader.batch_sampler is not None:  # the user's own batch sampler
+        return _with_sampler(loader, wrapper), wrapper
+    kwargs = _loader_kwargs(loader)
+    if loader.batch_sampler is not None:  # the user's own batch sampler
         wrapper = ResumableSampler(loader.batch_sampler, 1)
         kwargs.update(batch_sampler=wrapper)
     else:  # batch_size=None: the data set yields whole batches

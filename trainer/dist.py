@@ -5,12 +5,16 @@ Everything else calls these helpers, which are cheap no-ops in a single process.
 
 from __future__ import annotations
 
+import datetime
 import functools
+import os
+import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
 import torch.distributed as torch_dist
+from lightning_utilities.core.rank_zero import rank_zero_only
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -73,3 +77,39 @@ def master_only(fn: F) -> F:
         return fn(*args, **kwargs) if is_main_process() else None
 
     return wrapper  # type: ignore[return-value]
+
+
+def launched_externally() -> bool:
+    """True under ``torchrun`` (or any launcher that sets ``WORLD_SIZE`` and ``RANK``)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def init_process_group(device_type: str, timeout_s: float) -> None:
+    """Join the process group described by the environment (torchrun's variables).
+
+    NCCL for CUDA, gloo otherwise; collectives that wait longer than ``timeout_s`` fail instead
+    of hanging forever.
+    """
+    if is_distributed():
+        return
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank())
+    torch_dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    rank_zero_only.rank = get_rank()
+
+
+def destroy_process_group() -> None:
+    if is_distributed():
+        torch_dist.destroy_process_group()
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -71,7 +71,7 @@ class BaseTrainLoop:
     def run_iter(self, batch_idx: int, data_batch: Any) -> None:
         trainer = self.trainer
         trainer.call_hook("before_train_iter", batch_idx=batch_idx, data_batch=data_batch)
-        outputs = trainer.model.train_step(data_batch, optim_wrapper=trainer.optim_wrapper)
+        outputs = trainer.wrapped_model.train_step(data_batch, optim_wrapper=trainer.optim_wrapper)
         self.advance()
         trainer.call_hook(
             "after_train_iter", batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
@@ -226,7 +226,8 @@ class _EvalLoop:
     def run_iter(self, batch_idx: int, data_batch: Any) -> None:
         trainer, stage = self.trainer, self.stage
         trainer.call_hook(f"before_{stage}_iter", batch_idx=batch_idx, data_batch=data_batch)
-        outputs = getattr(trainer.model, f"{stage}_step")(data_batch)
+        with trainer.autocast():
+            outputs = getattr(trainer.wrapped_model, f"{stage}_step")(data_batch)
         self.evaluator.process(data_batch=data_batch, outputs=outputs)
         trainer.call_hook(
             f"after_{stage}_iter", batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
@@ -13,7 +14,7 @@ from torch import nn
 
 from callbacks.base import Callback
 from callbacks.callback_list import CallbackList
-from trainer import arguments, checkpoint, dist
+from trainer import arguments, checkpoint, dist, launch
 from trainer.evaluator import Evaluator
 from trainer.loops import (
     BaseTrainLoop,
@@ -23,11 +24,12 @@ from trainer.loops import (
     ValLoop,
 )
 from trainer.message_hub import MessageHub
-from trainer.optim import build_optim_wrapper
+from trainer.optim import build_optim_wrapper, scale_lr
 from trainer.randomness import set_random_seed
 from trainer.resume import CheckpointMixin
 from trainer.schedulers import build_param_schedulers
 from trainer.state import TrainState
+from trainer.strategy import Strategy, parse_strategy
 
 DEFAULT_CALLBACK_NAMES = (
     "runtime_info", "timer", "sampler_seed", "param_scheduler", "logger", "checkpoint", "progress",
@@ -57,7 +59,10 @@ class Trainer(CheckpointMixin):
         precision: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"``.
         accelerator: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         devices: number of devices (processes) to train on.
-        strategy: ``"auto"`` or ``"ddp"``.
+        strategy: ``"auto"``, ``"ddp"`` or ``dict(type="ddp", find_unused_parameters=...,
+            broadcast_buffers=..., sync_batchnorm=..., timeout_s=...)``.
+        auto_scale_lr: ``dict(base_batch_size=N, enable=True)`` scales every learning rate by
+            (batch size x processes) / N, as MMEngine does; nothing is scaled otherwise.
         seed: seed for Python, NumPy and torch; ``None`` leaves the RNGs alone.
         deterministic: ask torch for deterministic algorithms.
         diff_rank_seed: give each rank ``seed + rank``.
@@ -89,7 +94,8 @@ class Trainer(CheckpointMixin):
         precision: str = "32",
         accelerator: str = "auto",
         devices: int = 1,
-        strategy: str = "auto",
+        strategy: str | Mapping[str, Any] = "auto",
+        auto_scale_lr: Mapping[str, Any] | None = None,
         seed: int | None = None,
         deterministic: bool = False,
         diff_rank_seed: bool = False,
@@ -125,16 +131,15 @@ class Trainer(CheckpointMixin):
         self.precision = arguments.check_choice("precision", precision, arguments.PRECISIONS)
         self.accelerator = arguments.check_choice(
             "accelerator", accelerator, arguments.ACCELERATORS)
-        self.device = arguments.resolve_device(self.accelerator)
         self.devices = arguments.check_positive_int("devices", devices)
-        self.strategy = arguments.check_choice("strategy", strategy, arguments.STRATEGIES)
-        if self.devices > 1 or self.strategy == "ddp":
-            raise NotImplementedError("multi-process training (devices > 1, strategy='ddp') "
-                                      "is not available yet")
+        self.strategy = Strategy(*parse_strategy(strategy), devices=self.devices,
+                                 device_type=arguments.resolve_device(self.accelerator).type)
+        self.auto_scale_lr = arguments.check_auto_scale_lr(auto_scale_lr)
         self.log_interval = arguments.check_positive_int("log_interval", log_interval)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
-        self.seed = None if seed is None else set_random_seed(seed, deterministic, diff_rank_seed)
+        self._randomness = (seed, deterministic, diff_rank_seed)
+        self.setup_distributed()
         self.train_loop_cls = arguments.check_loop_class(
             "train_loop", train_loop or (EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop),
             BaseTrainLoop)
@@ -144,10 +149,10 @@ class Trainer(CheckpointMixin):
         self.message_hub = MessageHub()
         self.timestamp = time.strftime("%Y%m%d_%H%M%S")
         self.log_dir = checkpoint.join(self.work_dir, self.timestamp)
-        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
         self.callbacks = CallbackList(
             build_callbacks(callbacks, default_callbacks, by_epoch=by_epoch))
         self.model: nn.Module | None = None
+        self.wrapped_model: nn.Module | None = None  # what the loops call: DDP-wrapped or model
         self.optim_wrapper: Any = None
         self.param_schedulers: list[Any] = []
         self.train_dataloader: Iterable | None = None
@@ -170,6 +175,35 @@ class Trainer(CheckpointMixin):
     @stop_training.setter
     def stop_training(self, value: bool) -> None:
         self.state.stop_training = bool(value)
+
+    def setup_distributed(self) -> None:
+        """Join the process group when there is one; pick the device; seed this rank."""
+        self.device = self.strategy.setup()
+        self.rank, self.world_size = dist.get_rank(), dist.get_world_size()
+        seed, deterministic, diff_rank_seed = self._randomness
+        self.seed = None if seed is None else set_random_seed(seed, deterministic, diff_rank_seed)
+
+    def worker_result(self) -> dict[str, Any]:
+        """What rank zero of spawned workers hands back to the calling process."""
+        return {"state_dict": {k: v.cpu() for k, v in self.model.state_dict().items()},
+                "state": {k: getattr(self.state, k) for k in ("epoch", "iter", "batch_idx")},
+                "message_hub": self.message_hub.state_dict(),
+                "callbacks": [cb.state_dict() for cb in self.callbacks]}
+
+    def _adopt_worker_result(self, result: dict[str, Any]) -> None:
+        self.model.load_state_dict(result["state_dict"])
+        for key, value in result["state"].items():
+            setattr(self.state, key, value)
+        self.message_hub.load_state_dict(result["message_hub"])
+        for cb, state in zip(self.callbacks, result["callbacks"]):
+            cb.load_state_dict(state)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast for evaluation steps at the training precision (nothing in full precision)."""
+        if self.precision == "32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16-mixed" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def call_hook(self, name: str, **kwargs: Any) -> None:
         """Call hook ``name`` on every callback that defines it, in priority order."""
@@ -212,13 +246,23 @@ class Trainer(CheckpointMixin):
         self.train_dataloader = arguments.check_dataloader("train_dataloader", train_dataloader)
         if val_dataloader is not None:
             self.val_dataloader = arguments.check_dataloader("val_dataloader", val_dataloader)
+        if self.strategy.needs_spawn:
+            self._adopt_worker_result(launch.run_workers(
+                self, self.devices, "fit", (model, train_dataloader, val_dataloader, ckpt_path)))
+            return self.model
+        self.wrapped_model = self.strategy.wrap_model(self.model, self.device)
         self.optim_wrapper, model_schedulers = build_optim_wrapper_for(
             self._optim_wrapper_cfg, self.model, self.precision, self.device)
+        if self.auto_scale_lr:
+            scale_lr(self.optim_wrapper, self.auto_scale_lr["base_batch_size"],
+                     getattr(self.train_dataloader, "batch_size", None), self.world_size)
         val_loop = None
         if self.val_dataloader is not None:
-            val_loop = self.val_loop_cls(self, self.val_dataloader, self.val_evaluator)
+            val_loop = self.val_loop_cls(self, self.strategy.eval_loader(self.val_dataloader),
+                                         self.val_evaluator)
         self.train_loop = self.train_loop_cls(
-            self, self.train_dataloader, self.state.max_epochs if self.by_epoch
+            self, self.strategy.train_loader(self.train_dataloader, self.seed or 0),
+            self.state.max_epochs if self.by_epoch
             else self.state.max_iters, val_loop=val_loop, val_begin=self.val_begin,
             val_interval=self.val_interval)
         self.param_schedulers = build_param_schedulers(
@@ -267,6 +311,7 @@ class Trainer(CheckpointMixin):
                 "model must be a trainer.BaseModel (an nn.Module with train_step/val_step), "
                 f"got {type(model).__name__}")
         self.model = model.to(self.device)
+        self.wrapped_model = self.model
 
     def _prepare_eval(self, stage: str, model: Any, ckpt_path: str | None) -> None:
         if model is not None:
@@ -286,7 +331,7 @@ class Trainer(CheckpointMixin):
             raise ValueError(f"{stage}: pass dataloader= (there is no {stage}_dataloader yet)")
         loop_cls = self.val_loop_cls if stage == "val" else self.test_loop_cls
         evaluator = self.val_evaluator if stage == "val" else self.test_evaluator
-        return loop_cls(self, loader, evaluator)
+        return loop_cls(self, self.strategy.eval_loader(loader), evaluator)
 
     def _run_standalone(self, run: Any) -> Any:
         self.call_hook("before_run")

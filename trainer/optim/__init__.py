@@ -3,6 +3,7 @@ optimizers, and the builder that accepts every form the Trainer's ``optim_wrappe
 
 from trainer.optim.amp import AmpOptimWrapper
 from trainer.optim.builder import OPTIM_WRAPPERS, OPTIMIZERS, build_optim_wrapper
+from trainer.optim.scale import scale_lr
 from trainer.optim.wrapper import OptimWrapper
 from trainer.optim.wrapper_dict import OptimWrapperDict
 
@@ -13,4 +14,5 @@ __all__ = [
     "OptimWrapper",
     "OptimWrapperDict",
     "build_optim_wrapper",
+    "scale_lr",
 ]

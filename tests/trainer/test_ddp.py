@@ -1,0 +1,169 @@
+"""DDP for real: two CPU processes over gloo, started by the trainer and by torchrun."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from callbacks import Callback
+from tests.conftest import ToyNet, accuracy, toy_dataset, toy_loader
+from trainer import Trainer
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
+                                reason="torch.distributed is not available")
+REPO = Path(__file__).resolve().parents[2]
+QUIET = {"progress": None}
+
+
+def ddp_trainer(work_dir, devices=2, **kwargs):
+    kwargs.setdefault("default_callbacks", QUIET)
+    return Trainer(work_dir=str(work_dir), devices=devices, strategy="ddp", seed=0,
+                   optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)), **kwargs)
+
+
+def test_devices_2_matches_one_process_with_the_doubled_batch(tmp_path):
+    torch.manual_seed(0)
+    model = ToyNet()
+    reference = ToyNet()
+    reference.load_state_dict(model.state_dict())
+    ddp = ddp_trainer(tmp_path / "ddp", max_iters=6)
+    ddp.fit(model, toy_loader(n=96, batch_size=8))  # 2 ranks x 8 = 16 samples per step
+    single = Trainer(max_iters=6, work_dir=str(tmp_path / "one"), seed=0,
+                     optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
+                     default_callbacks=QUIET)
+    single.fit(reference, toy_loader(n=96, batch_size=16))
+    assert ddp.iter == 6 and ddp.epoch == 1  # 48 samples per rank = 6 batches of 8
+    for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert not torch.equal(model.body[0].weight, ToyNet().body[0].weight)
+
+
+def test_validation_metrics_over_two_processes_equal_one_process(tmp_path):
+    model = ToyNet()
+    val = toy_loader(n=13, batch_size=4, seed=5)  # odd size: a padded sampler would repeat one
+    trainer = ddp_trainer(tmp_path / "run", max_iters=4, val_interval=4,
+                          val_evaluator={"acc": accuracy()},
+                          default_callbacks={"progress": None, "logger": None})
+    trainer.fit(model, toy_loader(), val)
+    ddp_acc = trainer.message_hub.get_scalar("val/acc").current()
+    single = Trainer(max_iters=1, work_dir=str(tmp_path / "one"), val_evaluator={"acc": accuracy()},
+                     default_callbacks=QUIET)
+    assert single.validate(model, val)["acc"] == ddp_acc
+    assert round(ddp_acc * 13) == ddp_acc * 13  # a count out of 13, not of 14
+
+
+def test_only_rank_zero_writes_files(tmp_path):
+    work_dir = tmp_path / "run"
+    trainer = ddp_trainer(work_dir, max_iters=8, log_interval=2,
+                          default_callbacks={"progress": None, "checkpoint": {
+                              "interval": 4, "by_epoch": False}})
+    trainer.fit(ToyNet(), toy_loader())
+    (log_dir,) = [p for p in work_dir.iterdir() if p.is_dir()]
+    records = [json.loads(line) for line in (log_dir / "scalars.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in records] == [2, 4, 6, 8]  # one line per log step, not one per rank
+    assert sorted(p.name for p in work_dir.iterdir() if p.is_file()) == [
+        "iter_4.pth", "iter_8.pth", "last_checkpoint"]
+
+
+class FailAt(Callback):
+    def after_train_iter(self, trainer, batch_idx, data_batch=None, outputs=None):
+        if trainer.rank == 1 and trainer.iter == 3:
+            raise RuntimeError("rank 1 gave up at iteration 3")
+
+
+def test_exception_on_one_rank_ends_every_rank_with_its_message(tmp_path):
+    trainer = ddp_trainer(tmp_path / "run", max_iters=1000, callbacks=[FailAt()],
+                          default_callbacks={"progress": None, "logger": None})
+    with pytest.raises(Exception, match="rank 1 gave up at iteration 3"):
+        trainer.fit(ToyNet(), toy_loader())
+
+
+def test_resume_under_ddp_is_bit_identical(tmp_path):
+    def run(name, resume_from=None, interval=-1):
+        torch.manual_seed(1)
+        model = ToyNet(dropout=0.3)
+        trainer = ddp_trainer(tmp_path / name, max_iters=9, resume=resume_from is not None,
+                              load_from=resume_from,
+                              default_callbacks={"progress": None, "logger": None, "checkpoint": {
+                                  "interval": interval, "by_epoch": False}})
+        trainer.fit(model, toy_loader(n=40, batch_size=4, shuffle=True))
+        return model
+
+    straight = run("straight")
+    run("first", interval=4)  # 5 batches per rank and epoch: iteration 4 is mid-epoch
+    resumed = run("resumed", resume_from=str(tmp_path / "first" / "iter_4.pth"))
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+TORCHRUN_SCRIPT = textwrap.dedent("""
+    import sys
+    import torch
+    from tests.conftest import ToyNet, toy_loader
+    from trainer import Trainer
+
+    work_dir = sys.argv[1]
+    torch.manual_seed(0)
+    model = ToyNet()
+    trainer = Trainer(max_iters=5, work_dir=work_dir, seed=0, log_interval=1,
+                      optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
+                      default_callbacks={"progress": None})
+    trainer.fit(model, toy_loader(shuffle=True))
+    torch.save(model.state_dict(), f"{work_dir}-rank{trainer.rank}.pt")
+    print(f"rank {trainer.rank} of {trainer.world_size} done at iter {trainer.iter}")
+""")
+
+
+def test_torchrun_two_processes_identical_weights(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(TORCHRUN_SCRIPT)
+    work_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+         "--master_port=0", "--rdzv_backend=c10d", "--rdzv_endpoint=127.0.0.1:0", str(script),
+         str(work_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rank 0 of 2 done at iter 5" in proc.stdout and "rank 1 of 2 done at iter 5" in proc.stdout
+    rank0 = torch.load(f"{work_dir}-rank0.pt")
+    rank1 = torch.load(f"{work_dir}-rank1.pt")
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    assert proc.stdout.count("Iter(train) [5/5]") == 1  # only rank zero prints
+
+
+def test_bf16_mixed_on_cpu_tracks_fp32(tmp_path):
+    def final_loss(precision):
+        torch.manual_seed(0)
+        model = ToyNet()
+        trainer = Trainer(max_iters=60, work_dir=str(tmp_path / precision), seed=0,
+                          precision=precision, default_callbacks={"progress": None,
+                                                                  "logger": None})
+        trainer.fit(model, toy_loader(shuffle=True))
+        x, y = toy_dataset(96).tensors
+        return torch.nn.functional.cross_entropy(model(x), y).item()
+
+    fp32, bf16 = final_loss("32"), final_loss("bf16-mixed")
+    assert fp32 < 0.2 and abs(bf16 - fp32) < 0.05  # bf16 keeps ~3 significant digits
+
+
+def test_bad_strategy_options():
+    with pytest.raises(ValueError, match="unknown options \\['find_unused'\\]"):
+        Trainer(max_iters=1, strategy=dict(type="ddp", find_unused=True))
+    with pytest.raises(ValueError, match="auto_scale_lr must be dict\\(base_batch_size=N"):
+        Trainer(max_iters=1, auto_scale_lr=dict(enable=True))
+
+
+def test_auto_scale_lr_uses_the_total_batch_size(tmp_path):
+    trainer = ddp_trainer(tmp_path / "run", max_iters=1, auto_scale_lr=dict(base_batch_size=64),
+                          default_callbacks={"progress": None, "logger": None})
+    trainer.fit(ToyNet(), DataLoader(toy_dataset(), batch_size=8))
+    lr = trainer.message_hub.get_scalar("train/lr").current()
+    assert lr == pytest.approx(0.1 * 16 / 64)
