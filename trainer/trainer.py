@@ -301,7 +301,7 @@ class Trainer(CheckpointMixin):
         loader = arguments.check_dataloader(
             "dataloader", dataloader if dataloader is not None else self.test_dataloader)
         self.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             return [self.model.predict_step(batch) for batch in loader]
 
     # Internals.

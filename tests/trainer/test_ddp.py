@@ -167,3 +167,23 @@ def test_auto_scale_lr_uses_the_total_batch_size(tmp_path):
     trainer.fit(ToyNet(), DataLoader(toy_dataset(), batch_size=8))
     lr = trainer.message_hub.get_scalar("train/lr").current()
     assert lr == pytest.approx(0.1 * 16 / 64)
+
+
+class DrawAtStart(Callback):
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def before_train(self, trainer):
+        torch.save(torch.rand(3), f"{self.path}-rank{trainer.rank}.pt")
+
+
+@pytest.mark.parametrize("diff_rank_seed", [False, True])
+def test_diff_rank_seed_gives_each_rank_its_own_stream(tmp_path, diff_rank_seed):
+    path = str(tmp_path / "draw")
+    trainer = Trainer(max_iters=1, devices=2, seed=3, diff_rank_seed=diff_rank_seed,
+                      work_dir=str(tmp_path / "run"), callbacks=[DrawAtStart(path)],
+                      default_callbacks={"progress": None, "logger": None})
+    trainer.fit(ToyNet(), toy_loader())
+    rank0, rank1 = torch.load(f"{path}-rank0.pt"), torch.load(f"{path}-rank1.pt")
+    assert torch.equal(rank0, rank1) != diff_rank_seed
