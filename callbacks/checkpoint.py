@@ -124,14 +124,22 @@ class CheckpointCallback(Callback):
                 continue
             self.best_scores[name] = score
             unit, done = ("epoch", trainer.epoch) if self.by_epoch else ("iter", trainer.iter)
-            path = checkpoint.join(
-                self.out_dir or trainer.work_dir,
-                f"best_{name.replace('/', '_')}_{unit}_{done}.pth")
-            old = self.best_ckpt_paths.get(name)
+            prefix = checkpoint.join(self.out_dir or trainer.work_dir,
+                                     f"best_{name.replace('/', '_')}_{unit}_")
+            path = f"{prefix}{done}.pth"
             self.best_ckpt_paths[name] = path
             self._save(trainer, path)
-            if old and old != path:
-                self._remove(old)
+            self._remove_older_best(prefix, path)
+
+    @staticmethod
+    def _remove_older_best(prefix: str, keep: str) -> None:
+        """Delete earlier best files of a metric, including one a resume did not know about."""
+        if dist.is_main_process():
+            fs, fs_prefix = fsspec.core.url_to_fs(prefix)
+            _, keep_path = fsspec.core.url_to_fs(keep)
+            for old in fs.glob(f"{fs_prefix}*.pth"):
+                if old != keep_path:
+                    fs.rm(old)
 
     @staticmethod
     def _remove(path: str) -> None:

@@ -77,8 +77,9 @@ def test_bad_checkpoint_arguments(kwargs, match):
         CheckpointCallback(**kwargs)
 
 
-def test_max_keep_and_best_survive_a_resume(work_dir):
-    kwargs = dict(work_dir=work_dir, val_interval=4, val_evaluator={"acc": accuracy()},
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_max_keep_and_best_survive_a_resume(work_dir, seed):
+    kwargs = dict(work_dir=work_dir, val_interval=4, seed=seed, val_evaluator={"acc": accuracy()},
                   default_callbacks={**QUIET, "checkpoint": {
                       "interval": 2, "by_epoch": False, "max_keep_ckpts": 2, "save_best": "acc"}})
     first = Trainer(max_iters=8, **kwargs)
