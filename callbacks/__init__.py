@@ -8,18 +8,23 @@ from typing import Any
 from callbacks.base import HOOK_NAMES, PRIORITIES, Callback
 from callbacks.callback_list import CallbackList
 from callbacks.checkpoint import CheckpointCallback
+from callbacks.early_stopping import EarlyStoppingCallback
+from callbacks.ema import EMACallback
 from callbacks.logger import LoggerCallback
+from callbacks.lr_monitor import LRMonitorCallback
 from callbacks.param_scheduler import ParamSchedulerCallback
 from callbacks.progress import ProgressBarCallback
 from callbacks.runtime_info import RuntimeInfoCallback
 from callbacks.sampler_seed import DistSamplerSeedCallback
+from callbacks.tensorboard import TensorBoardCallback
 from callbacks.timer import IterTimerCallback
 from trainer.registry import build_from_cfg
 
 CALLBACKS: dict[str, type[Callback]] = {
     cls.__name__: cls for cls in (
-        CheckpointCallback, DistSamplerSeedCallback, IterTimerCallback, LoggerCallback,
-        ParamSchedulerCallback, ProgressBarCallback, RuntimeInfoCallback,
+        CheckpointCallback, DistSamplerSeedCallback, EarlyStoppingCallback, EMACallback,
+        IterTimerCallback, LoggerCallback, LRMonitorCallback, ParamSchedulerCallback,
+        ProgressBarCallback, RuntimeInfoCallback, TensorBoardCallback,
     )
 }
 # MMEngine's hook names, so configs that name them keep working.
@@ -27,7 +32,9 @@ CALLBACKS.update({
     "CheckpointHook": CheckpointCallback, "DistSamplerSeedHook": DistSamplerSeedCallback,
     "IterTimerHook": IterTimerCallback, "LoggerHook": LoggerCallback,
     "ParamSchedulerHook": ParamSchedulerCallback, "RuntimeInfoHook": RuntimeInfoCallback,
+    "EMAHook": EMACallback, "EarlyStoppingHook": EarlyStoppingCallback,
 })
+
 
 
 def build_callback(cfg: Callback | Mapping[str, Any]) -> Callback:
@@ -42,6 +49,7 @@ def build_callback(cfg: Callback | Mapping[str, Any]) -> Callback:
 
 __all__ = [
     "CALLBACKS", "HOOK_NAMES", "PRIORITIES", "Callback", "CallbackList", "CheckpointCallback",
-    "DistSamplerSeedCallback", "IterTimerCallback", "LoggerCallback", "ParamSchedulerCallback",
-    "ProgressBarCallback", "RuntimeInfoCallback", "build_callback",
+    "DistSamplerSeedCallback", "EMACallback", "EarlyStoppingCallback", "IterTimerCallback",
+    "LRMonitorCallback", "LoggerCallback", "ParamSchedulerCallback", "ProgressBarCallback",
+    "RuntimeInfoCallback", "TensorBoardCallback", "build_callback",
 ]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import math
+import re
 import resource
 import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -12,8 +15,11 @@ import torch
 from callbacks.base import Callback
 from callbacks.timer import IterTimerCallback
 from trainer.logger import RunLog
+from trainer.message_hub import STATISTICS
 
-_TIME_KEYS = ("train/time", "train/data_time")
+MEAN_PATTERN = r".*(loss|time|data_time|grad_norm).*"
+_RATE = re.compile(r"(^|[./])(lr|momentum|weight_decay)($|/)")  # lr, lr/pg0, gen.lr
+_TIME_KEYS = ("time", "data_time")
 
 
 def peak_memory_mb(device: torch.device) -> int:
@@ -24,81 +30,130 @@ def peak_memory_mb(device: torch.device) -> int:
     return int(rss / 2**20 if sys.platform == "darwin" else rss / 2**10)
 
 
-class LoggerCallback(Callback):
-    """MMEngine's ``LoggerHook``: smoothed losses, lr, times, ETA and memory, every ``interval``.
+def check_custom_cfg(custom_cfg: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """MMEngine's ``LogProcessor.custom_cfg``, checked: a list of
+    ``dict(data_src=..., method_name="mean"|"current"|"max"|"min",
+    window_size=int|"epoch"|"global", log_name=...)``."""
+    if custom_cfg is None:
+        return []
+    if not isinstance(custom_cfg, (list, tuple)):
+        raise TypeError(f"custom_cfg must be a list of dicts, got {type(custom_cfg).__name__}")
+    checked, names = [], set()
+    for cfg in custom_cfg:
+        if not isinstance(cfg, Mapping) or not isinstance(cfg.get("data_src"), str):
+            raise ValueError(f"each custom_cfg entry needs data_src='<scalar name>', got {cfg!r}")
+        unknown = set(cfg) - {"data_src", "method_name", "window_size", "log_name"}
+        if unknown:
+            raise ValueError(f"custom_cfg entry {dict(cfg)!r} has unknown keys {sorted(unknown)}; "
+                             "accepted: data_src, method_name, window_size, log_name")
+        method = cfg.get("method_name", "mean")
+        if method not in STATISTICS:
+            raise ValueError(f"custom_cfg method_name must be one of {STATISTICS}, got {method!r}")
+        window = cfg.get("window_size")
+        if not (window is None or window in ("epoch", "global")
+                or (isinstance(window, int) and not isinstance(window, bool) and window > 0)):
+            raise ValueError(f"custom_cfg window_size must be a positive int, 'epoch' or "
+                             f"'global', got {window!r}")
+        name = cfg.get("log_name", cfg["data_src"])
+        if name in names:
+            raise ValueError(f"custom_cfg logs {name!r} twice: give each entry its own log_name")
+        names.add(name)
+        checked.append({"data_src": cfg["data_src"], "method_name": method,
+                        "window_size": window, "log_name": name})
+    return checked
 
-    Only here are tensors turned into numbers, and only on iterations that log.
+
+class LoggerCallback(Callback):
+    """MMEngine's ``LoggerHook`` with its ``LogProcessor``: smoothed losses, lr, times, ETA and
+    memory every ``interval`` iterations, metrics after each evaluation.
+
+    Each log line is also appended as one JSON object to ``<work_dir>/<timestamp>/scalars.jsonl``
+    and published on ``trainer.message_hub`` (which ``TensorBoardCallback`` writes out). Tensors
+    become numbers only here, and only on iterations that log.
 
     Args:
-        interval: iterations between lines; ``None`` uses the Trainer's ``log_interval``.
-        window_size: iterations over which losses and times are averaged.
-        log_metric_by_epoch: write validation lines as ``Epoch(val)`` (else ``Iter(val)``).
+        interval: iterations between lines (counted inside the epoch in epoch-based training, as
+            MMEngine does); ``None`` uses the Trainer's ``log_interval``.
+        window_size: iterations over which values matching ``mean_pattern`` are averaged; other
+            values are shown as their latest value.
+        log_metric_by_epoch: record validation metrics at step ``epoch`` (else ``iter``) when
+            training is epoch-based; this is the step TensorBoard plots them at.
+        interval_exp_name: print ``Exp name: ...`` every this many iterations and at the end of
+            each epoch, to find a run's files from its console output.
+        ignore_last: skip the last iterations of an epoch (or of the run) that do not fill an
+            interval. MMEngine defaults to ``True``; here ``False``, so short runs log their end.
+        custom_cfg: per-key statistics, MMEngine's format:
+            ``[dict(data_src="loss", method_name="mean", window_size="global", log_name=...)]``;
+            ``method_name`` is ``"mean"``, ``"current"``, ``"max"`` or ``"min"``; ``window_size``
+            an int, ``"epoch"`` (since the epoch began) or ``"global"`` (the whole run); without
+            ``log_name`` the entry replaces the key's default statistic.
+        mean_pattern: a regular expression; matching keys are averaged over ``window_size``.
+        num_digits: digits after the point in the printed line.
+
+    Example:
+        >>> LoggerCallback(interval=20, custom_cfg=[
+        ...     dict(data_src="loss", window_size="global", log_name="loss_global")])
+        LoggerCallback(priority='BELOW_NORMAL')
     """
 
     priority = "BELOW_NORMAL"
 
     def __init__(self, interval: int | None = None, window_size: int = 10,
-                 log_metric_by_epoch: bool = True, priority: int | str | None = None) -> None:
+                 log_metric_by_epoch: bool = True, interval_exp_name: int = 1000,
+                 ignore_last: bool = False,
+                 custom_cfg: Sequence[Mapping[str, Any]] | None = None,
+                 mean_pattern: str = MEAN_PATTERN, num_digits: int = 4,
+                 priority: int | str | None = None) -> None:
         super().__init__(priority)
-        for name, value in (("interval", interval), ("window_size", window_size)):
-            if value is not None and (not isinstance(value, int) or value <= 0):
+        for name, value in (("interval", interval), ("window_size", window_size),
+                            ("interval_exp_name", interval_exp_name),
+                            ("num_digits", num_digits)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value <= 0):
                 raise ValueError(f"LoggerCallback {name} must be a positive int, got {value!r}")
         self.interval = interval
         self.window_size = window_size
         self.log_metric_by_epoch = log_metric_by_epoch
+        self.interval_exp_name = interval_exp_name
+        self.ignore_last = ignore_last
+        self.custom_cfg = check_custom_cfg(custom_cfg)
+        try:
+            self.mean_pattern = re.compile(mean_pattern)
+        except (re.error, TypeError) as err:
+            raise ValueError(f"mean_pattern must be a regular expression, got "
+                             f"{mean_pattern!r}: {err}") from None
+        self.num_digits = num_digits
         self.log: RunLog | None = None
+        self._interval = interval or 1
+        self._training, self._by_epoch, self._last = False, True, 0
 
+    # Hooks.
     def before_run(self, trainer: Any) -> None:
-        if self.interval is None:
-            self.interval = trainer.log_interval
-        if self.log is None:
+        self._interval = self.interval or trainer.log_interval
+        if self.log is None or self.log.log_dir != trainer.log_dir:
             self.log = RunLog(trainer.log_dir, trainer.timestamp)
 
     def after_run(self, trainer: Any) -> None:
         self.log.close()
 
+    def before_train(self, trainer: Any) -> None:
+        self._training = True
+        self._by_epoch = trainer.by_epoch
+        self._last = trainer.train_loop.epoch_length if trainer.by_epoch else trainer.max_iters
+
+    def after_train(self, trainer: Any) -> None:
+        self._training = False
+
     def after_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
-        if self.every_n_train_iters(trainer, self.interval) or self.is_last_train_iter(trainer):
-            self._log_train(trainer)
-
-    def _log_train(self, trainer: Any) -> None:
-        hub, step = trainer.message_hub, trainer.iter + 1
-        values: dict[str, float] = {}
-        for key, buffer in hub.scalars.items():
-            if key.startswith("train/") and len(buffer):
-                is_rate = key.endswith(("lr", "momentum"))
-                values[key[6:]] = buffer.current() if is_rate else buffer.mean(self.window_size)
-        if trainer.by_epoch:
-            length = trainer.train_loop.epoch_length
-            done = trainer.state.batch_idx
-            where = f"Epoch(train) [{trainer.epoch + 1}][{done:>{len(str(length))}}/{length}]"
-        else:
-            where = f"Iter(train) [{step:>{len(str(trainer.max_iters))}}/{trainer.max_iters}]"
-        eta = datetime.timedelta(seconds=int(IterTimerCallback.eta_seconds(trainer)))
-        parts = [where]
-        parts += [f"{k}: {values.pop(k):.4e}" for k in ("lr", "momentum") if k in values]
-        parts.append(f"eta: {eta}")
-        parts += [f"{k[6:]}: {values.pop(k[6:]):.4f}" for k in _TIME_KEYS if k[6:] in values]
-        parts.append(f"memory: {peak_memory_mb(trainer.device)}")
-        parts += [f"{k}: {v:.4f}" for k, v in values.items()]
-        self.log.info("  ".join(parts))
-        record = {"mode": "train", "epoch": trainer.epoch, "iter": step}
-        record.update({k[6:]: hub.scalars[k].current() for k in hub.scalars
-                       if k.startswith("train/") and len(hub.scalars[k])})
-        self.log.scalars(record)
-
-    def _log_eval(self, trainer: Any, stage: str, metrics: dict[str, Any] | None) -> None:
-        metrics = metrics or {}
-        if stage == "val" and trainer.train_loop is not None and self.log_metric_by_epoch \
-                and trainer.by_epoch:
-            where = f"Epoch(val) [{trainer.epoch}]"
-        else:
-            where = f"Iter({stage}) [{trainer.iter}]" if stage == "val" else f"Epoch({stage})"
-        shown = "  ".join(f"{k}: {_fmt(v)}" for k, v in metrics.items())
-        self.log.info(f"{where}  {shown}".rstrip())
-        self.log.scalars({"mode": stage, "epoch": trainer.epoch, "iter": trainer.iter,
-                          **{f"{stage}/{k}": v for k, v in metrics.items()}})
+        # batch_idx counts inside the epoch (epoch-based) or is the global iteration; this runs
+        # every iteration, so it only compares ints it prepared in before_train.
+        done = batch_idx + 1
+        last = done == self._last
+        if (trainer.state.iter + 1) % self.interval_exp_name == 0 or (last and self._by_epoch):
+            self.log.info(f"Exp name: {experiment_name(trainer)}")
+        if done % self._interval == 0 or (last and not self.ignore_last):
+            self._log_train(trainer, batch_idx)
 
     def after_val_epoch(self, trainer: Any, metrics: dict[str, Any] | None = None) -> None:
         self._log_eval(trainer, "val", metrics)
@@ -106,6 +161,82 @@ class LoggerCallback(Callback):
     def after_test_epoch(self, trainer: Any, metrics: dict[str, Any] | None = None) -> None:
         self._log_eval(trainer, "test", metrics)
 
+    # What is logged.
+    def collect(self, trainer: Any, mode: str, batch_idx: int = 0) -> dict[str, float]:
+        """The values of ``<mode>/*`` scalars, smoothed as configured, keyed without prefix."""
+        scalars = trainer.message_hub.scalars
+        prefix = f"{mode}/"
+        values: dict[str, float] = {}
+        for key, buffer in scalars.items():
+            if key.startswith(prefix) and len(buffer):
+                name = key[len(prefix):]
+                values[name] = (buffer.mean(self.window_size) if self.mean_pattern.search(name)
+                                else buffer.current())
+        for cfg in self.custom_cfg:
+            buffer = scalars.get(prefix + cfg["data_src"])
+            if buffer is None or not len(buffer):
+                continue
+            window = cfg["window_size"] or self.window_size
+            if window == "epoch":  # the iterations of the current epoch / pass so far
+                window = batch_idx + 1 if trainer.by_epoch else (
+                    trainer.state.batch_idx or trainer.train_loop.epoch_length)
+            values[cfg["log_name"]] = buffer.statistics(cfg["method_name"], window)
+        return values
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    def _log_train(self, trainer: Any, batch_idx: int) -> None:
+        values = self.collect(trainer, "train", batch_idx)
+        step, digits = trainer.iter + 1, self.num_digits
+        if trainer.by_epoch:
+            length = trainer.train_loop.epoch_length
+            where = (f"Epoch(train) [{trainer.epoch + 1}]"
+                     f"[{batch_idx + 1:>{len(str(length))}}/{length}]")
+        else:
+            where = f"Iter(train) [{step:>{len(str(trainer.max_iters))}}/{trainer.max_iters}]"
+        eta = datetime.timedelta(seconds=int(IterTimerCallback.eta_seconds(trainer)))
+        memory = peak_memory_mb(trainer.device)
+        parts = [where]
+        parts += [f"{k}: {v:.{digits}e}" for k, v in values.items() if _RATE.search(k)]
+        parts.append(f"eta: {eta}")
+        parts += [f"{k}: {values[k]:.{digits}f}" for k in _TIME_KEYS if k in values]
+        parts.append(f"memory: {memory}")
+        parts += [f"{k}: {_fmt(v, digits)}" for k, v in values.items()
+                  if k not in _TIME_KEYS and not _RATE.search(k)]
+        self.log.info("  ".join(parts))
+        values["memory"] = memory
+        # epoch: the line's 1-based epoch; iteration-based: the passes over the loader done.
+        epoch = trainer.epoch + 1 if trainer.by_epoch else trainer.epoch
+        self.log.scalars({"mode": "train", "epoch": epoch, "iter": step, **values})
+        trainer.message_hub.publish("train", values, step)
+
+    def _log_eval(self, trainer: Any, stage: str, metrics: dict[str, Any] | None) -> None:
+        metrics = metrics or {}
+        training = self._training
+        if stage == "val" and training and trainer.by_epoch:
+            where = f"Epoch(val) [{trainer.epoch}]"
+        elif stage == "val" and training:
+            where = f"Iter(val) [{trainer.iter}]"
+        else:
+            where = f"Epoch({stage})"
+        shown = "  ".join(f"{k}: {_fmt(v, self.num_digits)}" for k, v in metrics.items())
+        self.log.info(f"{where}  {shown}".rstrip())
+        self.log.scalars({"mode": stage, "epoch": trainer.epoch, "iter": trainer.iter,
+                          **{f"{stage}/{k}": v for k, v in metrics.items()}})
+        by_epoch = self.log_metric_by_epoch and trainer.by_epoch and training
+        scalars = {k: float(v) for k, v in metrics.items() if _is_number(v)}
+        trainer.message_hub.publish(stage, scalars, trainer.epoch if by_epoch else trainer.iter)
+
+
+def experiment_name(trainer: Any) -> str:
+    """The last folder of ``work_dir`` and the run's timestamp, e.g. ``net_20240101_120000``."""
+    return f"{trainer.work_dir.rstrip('/').rsplit('/', 1)[-1]}_{trainer.timestamp}"
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
+        isinstance(value, torch.Tensor) and value.numel() == 1)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if math.isfinite(value) else str(value)
+    return str(value)

@@ -21,14 +21,16 @@ class RuntimeInfoCallback(Callback):
 
     def before_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any = None) -> None:
         hub = trainer.message_hub
-        hub.update_info("iter", trainer.iter)
+        hub.runtime_info["iter"] = trainer.state.iter
         for name, values in trainer.optim_wrapper.get_lr().items():
-            hub.update_scalar(f"train/{name}", values[0])
+            hub.update_scalar("train/" + name, values[0])
 
     def after_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
         if outputs:
-            trainer.message_hub.update_scalars(outputs, prefix="train/")
+            update = trainer.message_hub.update_scalar
+            for key, value in outputs.items():
+                update("train/" + key, value)
 
     def after_train_epoch(self, trainer: Any) -> None:
         trainer.message_hub.update_info("epoch", trainer.epoch)

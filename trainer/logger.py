@@ -13,6 +13,12 @@ from trainer import dist
 from trainer.checkpoint import join
 
 
+def print_log(message: str) -> None:
+    """Print ``message`` on rank zero without tearing an active progress bar."""
+    if dist.is_main_process():
+        tqdm.write(message)
+
+
 class RunLog:
     """Rank zero's text log ``<log_dir>/<name>.log`` and scalars file ``<log_dir>/scalars.jsonl``.
 
@@ -38,6 +44,11 @@ class RunLog:
     def info(self, message: str) -> None:
         if dist.is_main_process():
             tqdm.write(message)
+            self._write(self.log_path, message + "\n")
+
+    def file_only(self, message: str) -> None:
+        """Write ``message`` to the text log without printing it."""
+        if dist.is_main_process():
             self._write(self.log_path, message + "\n")
 
     def scalars(self, values: dict[str, Any]) -> None:

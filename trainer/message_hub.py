@@ -2,17 +2,24 @@
 
 Values may be tensors: they are kept as they are and turned into floats in one batch only when
 somebody reads them, so logging a loss every iteration costs a list append, not a device sync.
+
+The hub also carries what the logger decided to log: ``publish(mode, scalars, step)`` hands one
+record to every subscriber (the TensorBoard writer, a user's own sink), so every backend sees the
+same numbers as the log line and ``scalars.jsonl``.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from itertools import islice
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 _FLUSH_EVERY = 1000  # pending tensors are folded into floats at least this often
+STATISTICS = ("mean", "current", "max", "min")
+
+Sink = Callable[[str, dict[str, float], int], None]
 
 
 class HistoryBuffer:
@@ -42,20 +49,47 @@ class HistoryBuffer:
         self._count += len(values)
         self._pending.clear()
 
+    def values(self, window: int | None = None) -> list[float]:
+        """The last ``window`` kept values, newest last (all kept values when ``None``)."""
+        self._flush()
+        if window is None or window >= len(self._recent):
+            return list(self._recent)
+        return list(self._recent)[-window:] if window > 0 else []
+
     def current(self) -> float:
         self._flush()
         return self._recent[-1]
 
     def mean(self, window: int | None = None) -> float:
         """Mean of the last ``window`` values (all kept values when ``None``)."""
-        self._flush()
-        if window is None or window >= len(self._recent):
-            return sum(self._recent) / len(self._recent)
-        return sum(islice(reversed(self._recent), window)) / window
+        values = self.values(window)
+        return sum(values) / len(values)
+
+    def max(self, window: int | None = None) -> float:
+        return max(self.values(window))
+
+    def min(self, window: int | None = None) -> float:
+        return min(self.values(window))
 
     def global_mean(self) -> float:
         self._flush()
         return self._total / self._count
+
+    def statistics(self, method: str = "mean", window: int | str | None = None) -> float:
+        """MMEngine's ``HistoryBuffer.statistics``: ``method`` over the last ``window`` values.
+
+        ``window="global"`` with ``"mean"`` is the mean of every value ever logged (not only the
+        kept ones).
+        """
+        if method not in STATISTICS:
+            raise ValueError(f"statistics method must be one of {STATISTICS}, got {method!r}")
+        if method == "current":
+            return self.current()
+        if window == "global":
+            if method == "mean":
+                return self.global_mean()
+            window = None
+        return getattr(self, method)(window)
 
     def __len__(self) -> int:
         return self._count + len(self._pending)
@@ -77,6 +111,7 @@ class MessageHub:
     def __init__(self) -> None:
         self.scalars: dict[str, HistoryBuffer] = {}
         self.runtime_info: dict[str, Any] = {}
+        self._sinks: list[Sink] = []
 
     def update_scalar(self, key: str, value: Any) -> None:
         buffer = self.scalars.get(key)
@@ -99,6 +134,26 @@ class MessageHub:
 
     def update_info(self, key: str, value: Any) -> None:
         self.runtime_info[key] = value
+
+    def get_info(self, key: str, default: Any = None) -> Any:
+        return self.runtime_info.get(key, default)
+
+    # What was logged, for writers other than the logger's own files.
+    def subscribe(self, sink: Sink) -> None:
+        """Call ``sink(mode, scalars, step)`` for every record the logger publishes."""
+        if not callable(sink):
+            raise TypeError(f"a sink must be callable as sink(mode, scalars, step), got {sink!r}")
+        if sink not in self._sinks:
+            self._sinks.append(sink)
+
+    def unsubscribe(self, sink: Sink) -> None:
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+
+    def publish(self, mode: str, scalars: dict[str, float], step: int) -> None:
+        """Hand one logged record (``mode`` is ``"train"``, ``"val"`` or ``"test"``) to the sinks."""
+        for sink in self._sinks:
+            sink(mode, scalars, step)
 
     def state_dict(self) -> dict[str, Any]:
         return {"scalars": {k: b.state_dict() for k, b in self.scalars.items()},

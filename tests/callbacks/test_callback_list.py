@@ -32,8 +32,8 @@ def test_priority_order_is_stable_for_equal_priorities(work_dir):
 def test_default_callbacks_sit_at_mmengine_priorities(work_dir):
     trainer = Trainer(max_iters=1, work_dir=work_dir)
     assert [(type(cb).__name__, get_priority(cb.priority)) for cb in trainer.callbacks] == [
-        ("RuntimeInfoCallback", 10), ("IterTimerCallback", 50), ("DistSamplerSeedCallback", 50),
-        ("LoggerCallback", 60), ("ParamSchedulerCallback", 70), ("ProgressBarCallback", 70),
+        ("RuntimeInfoCallback", 10), ("ProgressBarCallback", 40), ("IterTimerCallback", 50),
+        ("DistSamplerSeedCallback", 50), ("LoggerCallback", 60), ("ParamSchedulerCallback", 70),
         ("CheckpointCallback", 90)]
 
 

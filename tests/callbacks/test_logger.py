@@ -82,3 +82,114 @@ def test_no_tensor_is_read_back_on_iterations_that_do_not_log(work_dir, monkeypa
 def test_bad_logger_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LoggerCallback(**kwargs)
+
+
+def train_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith(("Epoch(train)", "Iter(train)"))]
+
+
+def test_custom_statistics_per_key(capsys, work_dir):
+    losses: list[float] = []
+
+    class Keep(Callback):
+        def after_train_iter(self, trainer, batch_idx, data_batch=None, outputs=None):
+            losses.append(outputs["loss"].item())
+
+    custom = [dict(data_src="loss", window_size="global", log_name="loss_global"),
+              dict(data_src="loss", method_name="max", window_size="epoch", log_name="loss_max"),
+              dict(data_src="loss", method_name="current")]  # replaces the windowed mean
+    trainer = Trainer(max_epochs=2, work_dir=work_dir, log_interval=3, callbacks=[Keep()],
+                      default_callbacks={"progress": None, "checkpoint": None,
+                                         "logger": {"custom_cfg": custom, "window_size": 2}})
+    trainer.fit(ToyNet(), toy_loader(n=40))  # 5 iterations per epoch: logs at 3 and 5
+    records = [r for r in read_jsonl(work_dir) if r["mode"] == "train"]
+    assert [r["iter"] for r in records] == [3, 5, 8, 10]
+    logged_at = [2, 4, 7, 9]  # 0-based iterations that logged
+    epoch_start = [0, 0, 5, 5]
+    for record, i, start in zip(records, logged_at, epoch_start):
+        assert record["loss"] == pytest.approx(losses[i])
+        assert record["loss_global"] == pytest.approx(sum(losses[:i + 1]) / (i + 1))
+        assert record["loss_max"] == pytest.approx(max(losses[start:i + 1]))
+    line = train_lines(capsys.readouterr().out)[-1]
+    assert f"loss_global: {records[-1]['loss_global']:.4f}" in line
+
+
+def test_interval_counts_inside_the_epoch_and_ignore_last(capsys, tmp_path):
+    def lines(**logger):
+        trainer = Trainer(max_epochs=2, work_dir=str(tmp_path / str(len(logger))), log_interval=4,
+                          default_callbacks={"progress": None, "checkpoint": None,
+                                             "logger": logger})
+        trainer.fit(ToyNet(), toy_loader(n=80))  # 10 iterations per epoch
+        return [line.split("  ")[0] for line in train_lines(capsys.readouterr().out)]
+
+    assert lines() == ["Epoch(train) [1][ 4/10]", "Epoch(train) [1][ 8/10]",
+                       "Epoch(train) [1][10/10]", "Epoch(train) [2][ 4/10]",
+                       "Epoch(train) [2][ 8/10]", "Epoch(train) [2][10/10]"]
+    assert lines(ignore_last=True) == [
+        "Epoch(train) [1][ 4/10]", "Epoch(train) [1][ 8/10]",
+        "Epoch(train) [2][ 4/10]", "Epoch(train) [2][ 8/10]"]
+
+
+def test_experiment_name_every_interval_exp_name_and_each_epoch(capsys, work_dir):
+    trainer = Trainer(max_epochs=2, work_dir=work_dir, log_interval=100,
+                      default_callbacks={"progress": None, "checkpoint": None,
+                                         "logger": {"interval_exp_name": 3}})
+    trainer.fit(ToyNet(), toy_loader(n=32))  # 4 iterations per epoch
+    out = capsys.readouterr().out.splitlines()
+    exp = f"Exp name: work_{trainer.timestamp}"
+    # Iterations 3, 4 (end of epoch 1), 6 and 8 (end of epoch 2), each before its log line.
+    assert [line for line in out if line.startswith("Exp name")] == [exp] * 4
+    assert out.index(exp) == 0
+
+
+@pytest.mark.parametrize(("by_epoch", "steps"), [(True, [1, 2]), (False, [4, 8])])
+def test_log_metric_by_epoch_sets_the_step_of_published_metrics(work_dir, by_epoch, steps):
+    published: list[tuple[str, dict, int]] = []
+    trainer = Trainer(max_epochs=2, work_dir=work_dir, val_evaluator={"acc": accuracy()},
+                      log_interval=2, default_callbacks={
+                          "progress": None, "checkpoint": None,
+                          "logger": {"log_metric_by_epoch": by_epoch}})
+    trainer.message_hub.subscribe(lambda mode, scalars, step: published.append(
+        (mode, dict(scalars), step)))
+    trainer.fit(ToyNet(), toy_loader(n=32), toy_loader(n=8))
+    trainer.test(dataloader=toy_loader(n=8))
+    val = [(step, set(scalars)) for mode, scalars, step in published if mode == "val"]
+    assert val == [(steps[0], {"acc"}), (steps[1], {"acc"})]
+    train = [(step, scalars) for mode, scalars, step in published if mode == "train"]
+    assert [step for step, _ in train] == [2, 4, 6, 8]
+    assert set(train[0][1]) >= {"loss", "lr", "time", "data_time", "memory"}
+    assert [(step, set(s)) for mode, s, step in published if mode == "test"] == [(8, {"acc"})]
+
+
+def test_history_buffer_statistics():
+    from trainer.message_hub import HistoryBuffer
+
+    buffer = HistoryBuffer(window=4)
+    for value in (torch.tensor(1.0), 5.0, torch.tensor(3.0), 2.0, 4.0, 0.0):
+        buffer.update(value)
+    assert buffer.values() == [3.0, 2.0, 4.0, 0.0]  # only the last 4 are kept
+    assert buffer.statistics("current") == 0.0
+    assert buffer.statistics("mean", 2) == 2.0
+    assert buffer.statistics("max", 3) == 4.0 and buffer.statistics("min") == 0.0
+    assert buffer.statistics("mean", "global") == pytest.approx(15 / 6)  # all 6 values
+    with pytest.raises(ValueError, match=r"statistics method must be one of .*'median'"):
+        buffer.statistics("median")
+
+
+@pytest.mark.parametrize(("custom_cfg", "error", "match"), [
+    ("loss", TypeError, "custom_cfg must be a list of dicts, got str"),
+    ([dict(method_name="mean")], ValueError, "needs data_src="),
+    ([dict(data_src="loss", method_name="median")], ValueError, "method_name must be one of"),
+    ([dict(data_src="loss", window_size=0)], ValueError, "window_size must be a positive int"),
+    ([dict(data_src="loss"), dict(data_src="loss", method_name="max")], ValueError,
+     "custom_cfg logs 'loss' twice: give each entry its own log_name"),
+    ([dict(data_src="loss", window="global")], ValueError, r"unknown keys \['window'\]"),
+])
+def test_bad_custom_cfg(custom_cfg, error, match):
+    with pytest.raises(error, match=match):
+        LoggerCallback(custom_cfg=custom_cfg)
+
+
+def test_bad_mean_pattern():
+    with pytest.raises(ValueError, match="mean_pattern must be a regular expression"):
+        LoggerCallback(mean_pattern="(loss")

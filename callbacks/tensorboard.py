@@ -1,0 +1,106 @@
+"""TensorBoard event files of every logged scalar; tensorboard is imported only when used."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import posixpath
+import socket
+import time
+from typing import IO, Any
+
+import fsspec
+
+from callbacks.base import Callback
+from callbacks.logger import LoggerCallback
+
+_file_numbers = itertools.count()
+
+
+class EventFileWriter:
+    """One TensorBoard event file written through fsspec, so ``log_dir`` may be any URL.
+
+    Local files are flushed after every record; remote ones are uploaded when closed.
+    """
+
+    def __init__(self, log_dir: str) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event  # the lazy, slow import
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        self._event, self._summary = Event, Summary
+        fs, root = fsspec.core.url_to_fs(log_dir)
+        fs.makedirs(root, exist_ok=True)
+        name = (f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}."
+                f"{os.getpid()}.{next(_file_numbers)}")
+        self.path = posixpath.join(log_dir, name)
+        self._file: IO[bytes] = fs.open(posixpath.join(root, name), "wb")
+        self._records = RecordWriter(self._file)
+        self._add(Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def _add(self, event: Any) -> None:
+        self._records.write(event.SerializeToString())
+        self._records.flush()
+
+    def add_scalars(self, scalars: dict[str, float], step: int) -> None:
+        values = [self._summary.Value(tag=tag, simple_value=float(value))
+                  for tag, value in scalars.items()]
+        self._add(self._event(wall_time=time.time(), step=int(step),
+                              summary=self._summary(value=values)))
+
+    def close(self) -> None:
+        if not self._records.closed:
+            self._records.close()
+
+
+class TensorBoardCallback(Callback):
+    """Write every scalar the logger logs to ``<work_dir>/<timestamp>/tensorboard/``.
+
+    That is each training record (losses, ``lr``, ``data_time``/``time``, ``memory``, and what
+    ``LRMonitorCallback`` adds, such as momentum), tagged ``train/<name>`` at step ``iter``, and
+    every validation and test metric as ``val/<name>``/``test/<name>`` at step ``epoch`` or
+    ``iter`` (``LoggerCallback(log_metric_by_epoch=...)``). The values are the logger's, with its
+    interval and smoothing, so they match the console and ``scalars.jsonl``; the logger callback
+    must therefore be on. Only rank zero writes. Not a default callback: add it with
+    ``callbacks=[TensorBoardCallback()]`` or ``dict(type="TensorBoardCallback")``, then run
+    ``tensorboard --logdir <work_dir>``.
+
+    Args:
+        log_dir: where to write instead (a path or fsspec URL).
+
+    Example:
+        >>> TensorBoardCallback()  # the event files land next to the run's text log
+        TensorBoardCallback(priority='VERY_LOW')
+    """
+
+    priority = "VERY_LOW"
+
+    def __init__(self, log_dir: str | None = None, priority: int | str | None = None) -> None:
+        super().__init__(priority)
+        if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
+            raise TypeError(f"log_dir must be a path or URL string, got {log_dir!r}")
+        self.log_dir = None if log_dir is None else os.fspath(log_dir)
+        self.writer: EventFileWriter | None = None
+
+    def before_run(self, trainer: Any) -> None:
+        if not trainer.callbacks.get(LoggerCallback):
+            raise ValueError(
+                "TensorBoardCallback writes what LoggerCallback logs, but the logger is switched "
+                "off: remove default_callbacks={'logger': None} (pass {'logger': {...}} to "
+                "change its interval or output instead)")
+        if trainer.rank != 0:
+            return
+        self.writer = EventFileWriter(self.log_dir or posixpath.join(trainer.log_dir,
+                                                                     "tensorboard"))
+        trainer.message_hub.subscribe(self.write)
+
+    def write(self, mode: str, scalars: dict[str, float], step: int) -> None:
+        """A message-hub sink: ``scalars`` of ``mode`` at ``step``."""
+        if self.writer is not None and scalars:
+            self.writer.add_scalars({f"{mode}/{k}": v for k, v in scalars.items()}, step)
+
+    def after_run(self, trainer: Any) -> None:
+        trainer.message_hub.unsubscribe(self.write)
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

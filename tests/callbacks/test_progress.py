@@ -1,0 +1,140 @@
+"""The progress bar in a terminal, in a log that is not a terminal, in a notebook, off rank 0."""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+
+import pytest
+import torch
+
+from callbacks import ProgressBarCallback
+from callbacks.progress import detect_mode
+from tests.conftest import ToyNet, accuracy, toy_loader
+from tests.test_docs import REPO
+from tests.test_docs import kernel_manager_factory as notebook_kernels  # noqa: F401 (fixture)
+from trainer import Trainer, dist
+
+NO_FILES = {"checkpoint": None}
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_detect_mode_without_a_notebook():
+    assert detect_mode(Terminal()) == "terminal"
+    assert detect_mode(io.StringIO()) == "plain"
+    assert detect_mode(object()) == "plain"
+
+
+def test_plain_lines_when_output_is_not_a_terminal(capsys, work_dir):
+    trainer = Trainer(max_epochs=2, work_dir=work_dir, log_interval=5, val_evaluator=accuracy(),
+                      default_callbacks={**NO_FILES, "logger": None})
+    trainer.fit(ToyNet(), toy_loader(n=80), toy_loader(n=16))  # 10 train, 2 val batches
+    err = capsys.readouterr().err
+    assert "\r" not in err and "\x1b" not in err  # no redraws, no escape codes in a CI log
+    lines = err.splitlines()
+    train = [line for line in lines if line.startswith("Epoch ")]
+    # A tenth of the epoch per line by default: 1/10 ... 10/10, for each epoch.
+    assert [line.split(" [")[0] for line in train] == [
+        f"Epoch {e}/2: {i}/10" for e in (1, 2) for i in range(1, 11)]
+    assert "[100%]" in train[9] and "it/s" in train[9]
+    # The postfix (a device read) is refreshed every log_interval iterations only.
+    assert "loss=" not in train[3] and re.search(r"loss=\d\.\d{4}, lr=1\.000e-01$", train[4])
+    assert [line.split(" [")[0] for line in lines if line.startswith("Validation")] == [
+        "Validation: 2/2", "Validation: 2/2"]
+
+
+def test_plain_interval_and_iteration_based_bar(capsys, work_dir):
+    trainer = Trainer(max_iters=12, work_dir=work_dir, default_callbacks={
+        **NO_FILES, "logger": None, "progress": {"plain_interval": 5, "refresh_interval": 5}})
+    trainer.fit(ToyNet(), toy_loader(n=16))
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" [")[0] for line in lines] == ["Train: 5/12", "Train: 10/12",
+                                                       "Train: 12/12"]
+    assert "loss=" in lines[1]
+
+
+def test_terminal_bar_with_log_lines_in_between(monkeypatch, work_dir):
+    tty = Terminal()
+    monkeypatch.setattr(sys, "stderr", tty)
+    monkeypatch.setattr(sys, "stdout", tty)  # as in a terminal, both streams share the screen
+    trainer = Trainer(max_iters=6, work_dir=work_dir, log_interval=3, val_interval=6,
+                      val_evaluator=accuracy(), default_callbacks=NO_FILES)
+    trainer.fit(ToyNet(), toy_loader(n=16), toy_loader(n=8))
+    out = tty.getvalue()
+    assert "\r" in out  # a redrawn bar
+    out = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", out)  # cursor moves of the nested bar
+    assert re.search(r"Train: 100%\|\S+\| 6/6 \[.*loss=\d\.\d{4}, lr=1\.000e-01\]", out)
+    # tqdm.write clears the bar first, so each log line stands on a line of its own.
+    pieces = re.split(r"[\r\n]", out)
+    assert sum(p.startswith("Iter(train) [") for p in pieces) == 2
+    assert any(p.startswith("Iter(val) [6]") for p in pieces)
+
+
+def test_no_sync_beyond_logging_iterations(monkeypatch, work_dir):
+    synced_at: list[int] = []
+    trainer = Trainer(max_iters=40, work_dir=work_dir, log_interval=20,
+                      default_callbacks={**NO_FILES, "progress": {"mode": "plain"}})
+    original = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist",
+                        lambda t: synced_at.append(trainer.iter) or original(t))
+    trainer.fit(ToyNet(), toy_loader())
+    assert synced_at and set(synced_at) == {19, 39}
+
+
+def test_off_on_ranks_other_than_zero(monkeypatch, capsys, work_dir):
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    trainer = Trainer(max_epochs=1, work_dir=work_dir, val_evaluator=accuracy(),
+                      default_callbacks={**NO_FILES, "logger": None,
+                                         "progress": {"mode": "terminal"}})
+    assert trainer.rank == 1
+    trainer.fit(ToyNet(), toy_loader(n=16), toy_loader(n=8))
+    trainer.test(dataloader=toy_loader(n=8))
+    assert capsys.readouterr().err == ""
+
+
+NOTEBOOK_CELL = """
+import sys
+from callbacks.progress import detect_mode
+from tests.conftest import ToyNet, toy_loader
+from trainer import Trainer
+print("mode:", detect_mode(sys.stderr))
+trainer = Trainer(max_iters=4, work_dir=WORK_DIR, log_interval=2,
+                  default_callbacks={"checkpoint": None})
+trainer.fit(ToyNet(), toy_loader(n=16))
+print("done at", trainer.iter)
+"""
+
+
+def test_in_a_notebook_kernel(tmp_path, request):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    make_kernel = request.getfixturevalue("notebook_kernels")  # from tests/test_docs.py
+
+    code = NOTEBOOK_CELL.replace("WORK_DIR", repr(str(tmp_path / "work")))
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    client = nbclient.NotebookClient(notebook, km=make_kernel(), timeout=60,
+                                     resources={"metadata": {"path": str(REPO)}})
+    client.execute()
+    outputs = notebook.cells[0].outputs
+    stdout = "".join(o.get("text", "") for o in outputs if o.get("name") == "stdout")
+    stderr = "".join(o.get("text", "") for o in outputs if o.get("name") == "stderr")
+    widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get(
+        "data", {})]
+    assert "mode: notebook" in stdout and "done at 4" in stdout
+    assert "Iter(train) [4/4]" in stdout
+    assert widgets or "Train: 100%" in stderr  # a widget, or a text bar without ipywidgets
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"mode": "fancy"}, r"mode must be one of \('auto', 'terminal', 'notebook', 'plain'\)"),
+    ({"refresh_interval": 0}, "refresh_interval must be a positive int or None, got 0"),
+    ({"plain_interval": 2.5}, "plain_interval must be a positive int or None, got 2.5"),
+])
+def test_bad_progress_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ProgressBarCallback(**kwargs)
