@@ -76,7 +76,10 @@ class CallbackList:
             try:
                 method(trainer, **kwargs)
             except Exception as err:
-                err.add_note(f"raised in {type(callback).__name__}.{hook}")
+                where = f"{type(callback).__name__}.{hook}"
+                if err.args and isinstance(err.args[0], str) and where not in err.args[0]:
+                    err.args = (f"{err.args[0]} (raised in {where})", *err.args[1:])
+                err.add_note(f"raised in {where}")
                 raise
 
     def __iter__(self):

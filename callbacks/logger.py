@@ -14,6 +14,7 @@ import torch
 
 from callbacks.base import Callback
 from callbacks.timer import IterTimerCallback
+from trainer import dist
 from trainer.logger import RunLog
 from trainer.message_hub import STATISTICS
 
@@ -184,7 +185,8 @@ class LoggerCallback(Callback):
         return values
 
     def _log_train(self, trainer: Any, batch_idx: int) -> None:
-        values = self.collect(trainer, "train", batch_idx)
+        # Losses and times are averaged over ranks here, on logging iterations only.
+        values = dist.mean_over_ranks(self.collect(trainer, "train", batch_idx), trainer.device)
         step, digits = trainer.iter + 1, self.num_digits
         if trainer.by_epoch:
             length = trainer.train_loop.epoch_length

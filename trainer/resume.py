@@ -96,6 +96,12 @@ class CheckpointMixin:
             weights_only: keep ``torch.load``'s safe unpickler; ``False`` only for a file you
                 trust that holds arbitrary Python objects.
         """
+        ckpt = self._load_weights(path, strict, weights_only)
+        self.call_hook("after_load_checkpoint", checkpoint=ckpt)
+        return ckpt
+
+    def _load_weights(self, path: str, strict: bool = True,
+                      weights_only: bool = True) -> dict[str, Any]:
         if self.model is None:
             raise ValueError("load_checkpoint() needs a model: pass one to fit/validate/test first")
         ckpt = checkpoint.load_checkpoint(path, map_location="cpu", weights_only=weights_only)
@@ -125,7 +131,7 @@ class CheckpointMixin:
 
     def resume(self, path: str) -> None:
         """Restore model, optimizer, schedulers, callbacks, counters, data position and RNG."""
-        ckpt = self.load_checkpoint(path)
+        ckpt = self._load_weights(path)
         if "optimizer" in ckpt:
             self.optim_wrapper.load_state_dict(ckpt["optimizer"])
         for scheduler, state in zip(self.param_schedulers, ckpt.get("param_schedulers", [])):

@@ -224,7 +224,8 @@ class Trainer(CheckpointMixin):
         spec = parse_runner_config(cfg, cfg_options)
         trainer = cls(**spec.trainer_kwargs)  # seeds first, so the model's init is seeded too
         trainer.config = spec.config
-        trainer.model = spec.build_model() if spec.build_model is not None else None
+        if spec.build_model is not None:
+            trainer._set_model(spec.build_model())
         for stage in ("train", "val", "test"):
             build = getattr(spec, f"build_{stage}_dataloader")
             setattr(trainer, f"{stage}_dataloader", build() if build is not None else None)
@@ -285,24 +286,28 @@ class Trainer(CheckpointMixin):
     def validate(self, model: nn.Module | None = None, dataloader: Iterable | None = None,
                  ckpt_path: str | None = None) -> dict[str, Any]:
         """Run the validation loop once and return its metrics."""
-        loop = self._eval_loop("val", model, dataloader, ckpt_path)
-        return self._run_standalone(loop.run)
+        loop = self._eval_loop("val", model, dataloader)
+        return self._run_standalone(loop.run, ckpt_path)
 
     def test(self, model: nn.Module | None = None, dataloader: Iterable | None = None,
              ckpt_path: str | None = None) -> dict[str, Any]:
         """Run the test loop once and return its metrics (logged as ``test/<name>``)."""
-        loop = self._eval_loop("test", model, dataloader, ckpt_path)
-        return self._run_standalone(loop.run)
+        loop = self._eval_loop("test", model, dataloader)
+        return self._run_standalone(loop.run, ckpt_path)
 
     def predict(self, model: nn.Module | None = None, dataloader: Iterable | None = None,
                 ckpt_path: str | None = None) -> list[Any]:
         """``model.predict_step`` of every batch, in order."""
-        self._prepare_eval("predict", model, ckpt_path)
+        self._prepare_eval("predict", model)
         loader = arguments.check_dataloader(
             "dataloader", dataloader if dataloader is not None else self.test_dataloader)
-        self.model.eval()
-        with torch.no_grad(), self.autocast():
-            return [self.model.predict_step(batch) for batch in loader]
+
+        def run() -> list[Any]:
+            self.model.eval()
+            with torch.no_grad(), self.autocast():
+                return [self.model.predict_step(batch) for batch in loader]
+
+        return self._run_standalone(run, ckpt_path)
 
     # Internals.
     def _set_model(self, model: Any) -> None:
@@ -313,16 +318,14 @@ class Trainer(CheckpointMixin):
         self.model = model.to(self.device)
         self.wrapped_model = self.model
 
-    def _prepare_eval(self, stage: str, model: Any, ckpt_path: str | None) -> None:
+    def _prepare_eval(self, stage: str, model: Any) -> None:
         if model is not None:
             self._set_model(model)
         if self.model is None:
             raise ValueError(f"{stage}() needs a model: pass model= or call fit() first")
-        if ckpt_path is not None:
-            self.load_checkpoint(self.resolve_ckpt_path(ckpt_path))
 
-    def _eval_loop(self, stage: str, model: Any, dataloader: Any, ckpt_path: str | None) -> Any:
-        self._prepare_eval(stage, model, ckpt_path)
+    def _eval_loop(self, stage: str, model: Any, dataloader: Any) -> Any:
+        self._prepare_eval(stage, model)
         if dataloader is not None:
             setattr(self, f"{stage}_dataloader", arguments.check_dataloader("dataloader",
                                                                             dataloader))
@@ -333,8 +336,11 @@ class Trainer(CheckpointMixin):
         evaluator = self.val_evaluator if stage == "val" else self.test_evaluator
         return loop_cls(self, self.strategy.eval_loader(loader), evaluator)
 
-    def _run_standalone(self, run: Any) -> Any:
+    def _run_standalone(self, run: Any, ckpt_path: str | None) -> Any:
+        """``run`` between ``before_run`` and ``after_run``, after loading ``ckpt_path``'s weights."""
         self.call_hook("before_run")
+        if ckpt_path is not None:
+            self.load_checkpoint(self.resolve_ckpt_path(ckpt_path))
         result = run()
         self.call_hook("after_run")
         return result

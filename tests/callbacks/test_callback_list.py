@@ -92,6 +92,7 @@ def test_exception_in_a_callback_names_it(work_dir):
                       default_callbacks={"progress": None})
     with pytest.raises(RuntimeError, match="boom") as info:
         trainer.fit(ToyNet(), toy_loader())
+    assert str(info.value) == "boom (raised in Broken.after_train_iter)"
     assert "raised in Broken.after_train_iter" in info.value.__notes__
 
 

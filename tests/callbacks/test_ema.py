@@ -134,10 +134,6 @@ def test_resume_continues_the_average_exactly(tmp_path):
     assert all(torch.equal(average[k], expected[k]) for k in expected)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a weights-only load (test/validate ckpt_path=, load_from without resume) calls no "
-    "after_load_checkpoint, so a fresh trainer cannot restore ema_state_dict; MMEngine's "
-    "Runner.load_checkpoint calls it (trainer/resume.py)"))
 def test_fresh_trainer_tests_with_the_saved_average(tmp_path):
     ema = EMACallback(momentum=0.5)
     fit(tmp_path / "w", [ema], max_iters=4)

@@ -7,7 +7,6 @@ The expected sequences are written out from MMEngine's documented order (``Runne
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from callbacks import HOOK_NAMES, Callback, EarlyStoppingCallback, EMACallback
@@ -154,10 +153,6 @@ def test_resume_calls_after_load_checkpoint_right_after_before_run(tmp_path):
     assert [k["batch_idx"] for n, k in rec.calls if n == "before_train_iter"] == [2, 3]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Trainer.test(ckpt_path=...) loads the weights before before_run and calls no "
-    "after_load_checkpoint; MMEngine's Runner.test calls before_run, then load_or_resume, "
-    "whose load_checkpoint calls after_load_checkpoint (trainer/trainer.py, trainer/resume.py)"))
 def test_test_with_ckpt_path_calls_after_load_checkpoint_like_mmengine(work_dir):
     rec = Recorder()
     trainer = Trainer(max_iters=2, work_dir=work_dir, callbacks=[rec], test_evaluator=accuracy(),

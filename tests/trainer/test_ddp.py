@@ -187,3 +187,25 @@ def test_diff_rank_seed_gives_each_rank_its_own_stream(tmp_path, diff_rank_seed)
     trainer.fit(ToyNet(), toy_loader())
     rank0, rank1 = torch.load(f"{path}-rank0.pt"), torch.load(f"{path}-rank1.pt")
     assert torch.equal(rank0, rank1) != diff_rank_seed
+
+
+class SaveWindowLoss(Callback):
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def after_train(self, trainer):
+        loss = trainer.message_hub.get_scalar("train/loss").mean(10)
+        torch.save(torch.tensor(loss), f"{self.path}-rank{trainer.rank}.pt")
+
+
+def test_logged_loss_is_the_mean_over_ranks(tmp_path):
+    path, work_dir = str(tmp_path / "loss"), tmp_path / "run"
+    trainer = ddp_trainer(work_dir, max_iters=4, log_interval=4, callbacks=[SaveWindowLoss(path)],
+                          default_callbacks={"progress": None, "checkpoint": None})
+    trainer.fit(ToyNet(), toy_loader(shuffle=True))
+    per_rank = [torch.load(f"{path}-rank{r}.pt").item() for r in (0, 1)]
+    (log_dir,) = [p for p in work_dir.iterdir() if p.is_dir()]
+    (record,) = [json.loads(line) for line in (log_dir / "scalars.jsonl").read_text().splitlines()]
+    assert per_rank[0] != per_rank[1]
+    assert record["loss"] == pytest.approx(sum(per_rank) / 2, rel=1e-6)
