@@ -271,6 +271,7 @@ class Trainer(CheckpointMixin):
             else model_schedulers or [],
             self.optim_wrapper, epoch_length=self.train_loop.epoch_length,
             max_epochs=self.state.max_epochs, max_iters=self.state.max_iters)
+        self._dump_config()
         self.call_hook("before_run")
         self._load_or_resume(ckpt_path)
         if self.state.iter >= self.state.max_iters:
@@ -318,6 +319,13 @@ class Trainer(CheckpointMixin):
         self.model = model.to(self.device)
         self.wrapped_model = self.model
 
+    def _dump_config(self) -> None:
+        """Write the resolved run config (from ``from_config``) to ``<log_dir>/config.py``."""
+        if self.config is not None and dist.is_main_process():
+            from trainer.config import dump_config
+
+            dump_config(self.config, checkpoint.join(self.log_dir, "config.py"))
+
     def _prepare_eval(self, stage: str, model: Any) -> None:
         if model is not None:
             self._set_model(model)
@@ -338,6 +346,7 @@ class Trainer(CheckpointMixin):
 
     def _run_standalone(self, run: Any, ckpt_path: str | None) -> Any:
         """``run`` between ``before_run`` and ``after_run``, after loading ``ckpt_path``'s weights."""
+        self._dump_config()
         self.call_hook("before_run")
         if ckpt_path is not None:
             self.load_checkpoint(self.resolve_ckpt_path(ckpt_path))

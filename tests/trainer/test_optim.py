@@ -742,7 +742,7 @@ def test_build_several_optimizers_over_submodules():
     (dict(optimizer=dict(type="SGD", lr=0.1), clip_grad=dict(max_norm=None)), ValueError,
      r"clip_grad max_norm must be a positive number, got None"),
     (dict(optimizer=dict(type="SGD", lr=0.1), paramwise_cfg=dict(norm_decay_mult=0)),
-     NotImplementedError, r"paramwise_cfg is not supported yet"),
+     ValueError, r"paramwise_cfg sets \['norm_decay_mult'\], which multiply the optimizer's weight_decay"),
     (dict(optimizer=dict(type="SGD", lr=0.1), constructor="MyConstructor"), ValueError,
      r"constructor 'MyConstructor' is not supported"),
     (dict(encoder=dict(optimizer=dict(type="SGD", lr=0.1))), ValueError,

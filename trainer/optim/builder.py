@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -19,6 +19,7 @@ from torch.optim import Optimizer
 from trainer.optim.amp import AmpOptimWrapper
 from trainer.optim.wrapper import OptimWrapper
 from trainer.optim.wrapper_dict import OptimWrapperDict
+from trainer.paramwise import build_param_groups
 from trainer.registry import build_from_cfg, resolve_type
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
@@ -59,7 +60,7 @@ def build_optim_wrapper(cfg: Any, model: nn.Module | None) -> OptimWrapper | Opt
         )
     if constructor == _MULTI or (constructor is None and _is_multi(cfg)):
         return _build_multi(cfg, model)
-    return _build_single(cfg, lambda: _module_params(model, "model"), "optim_wrapper")
+    return _build_single(cfg, lambda: _module(model, "model"), "optim_wrapper")
 
 
 def _is_multi(cfg: Mapping[str, Any]) -> bool:
@@ -78,14 +79,14 @@ def _build_multi(cfg: Mapping[str, Any], model: nn.Module | None) -> OptimWrappe
         if not isinstance(name, str):
             raise TypeError(f"optim_wrapper keys must be submodule names, got {name!r}")
 
-        def params(name: str = name, what: str = what) -> list[nn.Parameter]:
+        def params(name: str = name, what: str = what) -> nn.Module:
             children = dict(root.named_children()) if isinstance(root, nn.Module) else {}
             if name not in children:
                 raise ValueError(
                     f"{what}: the model ({type(root).__name__}) has no submodule {name!r}; "
                     f"with several optimizers each key names a submodule, e.g. {list(children)}"
                 )
-            return _module_params(children[name], f"model.{name}")
+            return _module(children[name], f"model.{name}")
 
         wrapper = _build_single(sub_cfg, params, what)
         if not isinstance(wrapper, OptimWrapper):
@@ -104,11 +105,7 @@ def _build_single(cfg: Any, params: Any, what: str) -> OptimWrapper:
         raise TypeError(f"{what} must be an OptimWrapper, an Optimizer or a config dict, got "
                         f"{type(cfg).__name__} {cfg!r}")
     cfg = dict(cfg)
-    if cfg.pop("paramwise_cfg", None) is not None:
-        raise NotImplementedError(
-            f"{what}: paramwise_cfg is not supported yet; build the optimizer with your own "
-            "param groups and pass it as optimizer=torch.optim.X([...groups...])"
-        )
+    paramwise_cfg = cfg.pop("paramwise_cfg", None)
     if "optimizer" not in cfg:
         raise ValueError(
             f"{what} config {cfg!r} has no 'optimizer' key; write e.g. "
@@ -124,12 +121,13 @@ def _build_single(cfg: Any, params: Any, what: str) -> OptimWrapper:
                 if isinstance(wrapper_cls, type) and issubclass(wrapper_cls, Optimizer) else "")
         raise TypeError(f"{what} type {cfg['type']!r} is not an OptimWrapper class; use one of "
                         f"{sorted(OPTIM_WRAPPERS)}.{hint}")
-    optimizer = _build_optimizer(cfg.pop("optimizer"), params, f"{what} optimizer")
+    optimizer = _build_optimizer(cfg.pop("optimizer"), params, f"{what} optimizer",
+                                 paramwise_cfg)
     _check_kwargs(wrapper_cls, cfg, what, skip={"type", "optimizer"})
     return build_from_cfg({**cfg, "type": wrapper_cls}, OPTIM_WRAPPERS, what, optimizer=optimizer)
 
 
-def _build_optimizer(cfg: Any, params: Any, what: str) -> Optimizer:
+def _build_optimizer(cfg: Any, params: Any, what: str, paramwise_cfg: Any = None) -> Optimizer:
     if isinstance(cfg, Optimizer):
         return cfg
     if not isinstance(cfg, Mapping):
@@ -144,7 +142,10 @@ def _build_optimizer(cfg: Any, params: Any, what: str) -> Optimizer:
     if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
         raise TypeError(f"{what} type {cfg['type']!r} is not a torch.optim.Optimizer subclass")
     _check_kwargs(cls, cfg, what, skip={"type", "params"})
-    return build_from_cfg({**cfg, "type": cls}, OPTIMIZERS, what, params=params())
+    module = params()
+    groups = (list(module.parameters()) if paramwise_cfg is None else build_param_groups(
+        module, cfg.get("lr"), cfg.get("weight_decay"), paramwise_cfg))
+    return build_from_cfg({**cfg, "type": cls}, OPTIMIZERS, what, params=groups)
 
 
 def _check_kwargs(cls: type, cfg: Mapping[str, Any], what: str, skip: set[str]) -> None:
@@ -169,12 +170,11 @@ def _unwrap(model: Any) -> Any:
     return model.module if isinstance(model, parallel) else model
 
 
-def _module_params(module: Any, what: str) -> Iterable[nn.Parameter]:
+def _module(module: Any, what: str) -> nn.Module:
     module = _unwrap(module)
     if not isinstance(module, nn.Module):
         raise TypeError(f"building an optimizer from a config needs {what} to be an "
                         f"nn.Module, got {type(module).__name__}")
-    params = list(module.parameters())
-    if not params:
+    if next(module.parameters(), None) is None:
         raise ValueError(f"{what} ({type(module).__name__}) has no parameters to optimize")
-    return params
+    return module
