@@ -133,7 +133,7 @@ def _load_python(text: str, path: Path, chain: tuple[Path, ...]) -> dict[str, An
         "__base_ref__": base_ref, BASE_KEY: _AttrDict.wrap(copy.deepcopy(base)),
     }
     exec(compile(tree, str(path), "exec"), namespace)
-    fields = {k: _plain(v) for k, v in namespace.items() if _is_field(k, v)}
+    fields = {k: copy_tree(v) for k, v in namespace.items() if _is_field(k, v)}
     return merge_config(base, fields, where=str(path))
 
 
@@ -310,14 +310,3 @@ def _lookup(root: Any, path: str, ref: str, where: Any) -> Any:
             raise ValueError(f"{where}: {ref} refers to {path!r}, but {here} has no "
                              f"{part!r}{hint}")
     return node
-
-
-def _plain(value: Any) -> Any:
-    """Dict subclasses (``_base_`` views) as plain dicts, all the way down."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, tuple) and type(value) is tuple:
-        return tuple(_plain(v) for v in value)
-    return value

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from trainer.model import BaseModel
+from trainer.model import BaseModel, run_forward
 
 
 class DistributedModel(DistributedDataParallel):
@@ -24,17 +24,10 @@ class DistributedModel(DistributedDataParallel):
         module = self.module
         with optim_wrapper.optim_context(self):
             data = module.data_preprocessor(data, True)
-            losses = self._run_forward(data, mode="loss")
+            losses = run_forward(self, data, mode="loss")
         loss, log_vars = module.parse_losses(losses)
         optim_wrapper.update_params(loss)
         return log_vars
-
-    def _run_forward(self, data: Any, mode: str) -> Any:
-        if isinstance(data, dict):
-            return self(**data, mode=mode)
-        if isinstance(data, (list, tuple)):
-            return self(*data, mode=mode)
-        return self(data, mode=mode)
 
     def val_step(self, data: Any) -> Any:
         return self.module.val_step(data)

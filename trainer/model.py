@@ -101,11 +101,7 @@ class BaseModel(nn.Module):
         return None
 
     def _run_forward(self, data: Any, mode: str) -> Any:
-        if isinstance(data, dict):
-            return self(**data, mode=mode)
-        if isinstance(data, (list, tuple)):
-            return self(*data, mode=mode)
-        return self(data, mode=mode)
+        return run_forward(self, data, mode)
 
     def parse_losses(self, losses: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Sum every value whose key contains ``"loss"``; return it and the detached log dict."""
@@ -133,6 +129,15 @@ class BaseModel(nn.Module):
         if len(terms) > 1 or "loss" not in log_vars:
             log_vars["loss"] = total.detach()
         return total, log_vars
+
+
+def run_forward(module: nn.Module, data: Any, mode: str) -> Any:
+    """Call ``module`` on a batch: a dict as keywords, a list or tuple as positional arguments."""
+    if isinstance(data, dict):
+        return module(**data, mode=mode)
+    if isinstance(data, (list, tuple)):
+        return module(*data, mode=mode)
+    return module(data, mode=mode)
 
 
 def _check_scalar(key: str, value: Any) -> torch.Tensor:
