@@ -39,18 +39,53 @@ class DistributedModel(DistributedDataParallel):
         return self.module.predict_step(data)
 
 
+class SeparateDistributedModel(nn.Module):
+    """DDP for a model with its own ``train_step`` (GANs, several optimizers).
+
+    Each direct child that has trainable parameters gets its own ``DistributedDataParallel``
+    (MMEngine's ``MMSeparateDistributedDataParallel`` idea). The wrappers are swapped in only
+    while ``train_step`` runs, so the user's ``self.generator(z)`` calls go through DDP and
+    average gradients, while the model itself, its ``state_dict`` and its checkpoints stay
+    exactly those of the unwrapped model.
+    """
+
+    def __init__(self, module: nn.Module, **ddp_kwargs: Any) -> None:
+        super().__init__()
+        self.module = module
+        self.wrappers = {
+            name: DistributedDataParallel(child, **ddp_kwargs)
+            for name, child in module.named_children()
+            if any(p.requires_grad for p in child.parameters())
+        }
+
+    def train_step(self, data: Any, optim_wrapper: Any) -> dict[str, torch.Tensor]:
+        children = self.module._modules
+        originals = {name: children[name] for name in self.wrappers}
+        children.update(self.wrappers)
+        try:
+            return self.module.train_step(data, optim_wrapper)
+        finally:
+            children.update(originals)
+
+    def val_step(self, data: Any) -> Any:
+        return self.module.val_step(data)
+
+    def test_step(self, data: Any) -> Any:
+        return self.module.test_step(data)
+
+    def predict_step(self, data: Any) -> Any:
+        return self.module.predict_step(data)
+
+
 def wrap_model(model: nn.Module, device: torch.device, *, find_unused_parameters: bool = False,
-               broadcast_buffers: bool = True, sync_batchnorm: bool = False) -> DistributedModel:
-    """``model`` (already on ``device``) inside a ``DistributedModel``."""
-    if type(model).train_step is not BaseModel.train_step:
-        raise NotImplementedError(
-            f"{type(model).__name__} overrides train_step, which DDP cannot route through its "
-            "gradient synchronisation yet; train it in one process, or keep the default "
-            "train_step and put the custom logic in forward(mode='loss')")
+               broadcast_buffers: bool = True, sync_batchnorm: bool = False) -> nn.Module:
+    """``model`` (already on ``device``) wrapped so that its training averages gradients."""
     if sync_batchnorm:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     device_ids = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else None
-    return DistributedModel(model, device_ids=device_ids,
-                            find_unused_parameters=find_unused_parameters,
-                            broadcast_buffers=broadcast_buffers)
+    ddp_kwargs = dict(device_ids=device_ids, find_unused_parameters=find_unused_parameters,
+                      broadcast_buffers=broadcast_buffers)
+    if type(model).train_step is not BaseModel.train_step:
+        return SeparateDistributedModel(model, **ddp_kwargs)
+    return DistributedModel(model, **ddp_kwargs)

@@ -233,3 +233,37 @@ def test_logged_loss_is_the_mean_over_ranks(tmp_path):
     (record,) = [json.loads(line) for line in (log_dir / "scalars.jsonl").read_text().splitlines()]
     assert per_rank[0] != per_rank[1]
     assert record["loss"] == pytest.approx(sum(per_rank) / 2, rel=1e-6)
+
+
+class TwoHeads(ToyNet):
+    """A model with its own train_step and two optimizers, as a GAN has."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(3, 1)
+
+    def train_step(self, data, optim_wrapper):
+        x, y = data
+        loss_body = torch.nn.functional.cross_entropy(self.body(x), y)
+        optim_wrapper["body"].update_params(loss_body)
+        loss_head = self.head(self.body(x).detach()).pow(2).mean()
+        optim_wrapper["head"].update_params(loss_head)
+        return {"loss_body": loss_body.detach(), "loss_head": loss_head.detach()}
+
+
+def test_custom_train_step_with_two_optimizers_under_ddp(tmp_path):
+    optim = dict(body=dict(optimizer=dict(type="SGD", lr=0.1)),
+                 head=dict(optimizer=dict(type="SGD", lr=0.1)))
+    torch.manual_seed(0)
+    model, reference = TwoHeads(), TwoHeads()
+    reference.load_state_dict(model.state_dict())
+    ddp = Trainer(max_iters=6, devices=2, strategy="ddp", seed=0, work_dir=str(tmp_path / "ddp"),
+                  optim_wrapper=optim, default_callbacks={"progress": None, "logger": None})
+    ddp.fit(model, toy_loader(n=96, batch_size=8))
+    Trainer(max_iters=6, seed=0, work_dir=str(tmp_path / "one"), optim_wrapper=optim,
+            default_callbacks={"progress": None, "logger": None}).fit(
+        reference, toy_loader(n=96, batch_size=16))
+    for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    saved = torch.load(str(tmp_path / "ddp" / "iter_6.pth"), weights_only=True)["state_dict"]
+    assert saved.keys() == model.state_dict().keys()  # no "module." in the checkpoint
