@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from trainer.registry import resolve_type
+
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 ACCELERATORS = ("auto", "cpu", "cuda")
 
@@ -65,3 +67,31 @@ def check_auto_scale_lr(cfg: Any) -> dict[str, Any] | None:
             f"auto_scale_lr must be dict(base_batch_size=N, enable=True), got {cfg!r}")
     check_positive_int("auto_scale_lr base_batch_size", cfg["base_batch_size"])
     return dict(cfg) if cfg.get("enable", True) else None
+
+
+def check_optim_wrapper_types(cfg: Any) -> None:
+    """Resolve every ``type`` of an optim_wrapper dict now, so a typo fails at construction."""
+    from trainer.optim import OPTIM_WRAPPERS, OPTIMIZERS
+
+    if not isinstance(cfg, dict):
+        return
+    if "optimizer" not in cfg and "type" not in cfg:  # several optimizers, keyed by submodule
+        for sub in cfg.values():
+            check_optim_wrapper_types(sub)
+        return
+    if "type" in cfg:
+        resolve_type(cfg["type"], OPTIM_WRAPPERS, "optim_wrapper")
+    optimizer = cfg.get("optimizer")
+    if isinstance(optimizer, dict) and "type" in optimizer:
+        resolve_type(optimizer["type"], OPTIMIZERS, "optim_wrapper optimizer")
+
+
+def check_scheduler_types(cfg: Any) -> None:
+    """Resolve the ``type`` of each param_scheduler dict now."""
+    from trainer.schedulers import SCHEDULERS
+
+    for item in cfg if isinstance(cfg, (list, tuple)) else [cfg]:
+        if isinstance(item, dict):
+            if "type" not in item:
+                raise ValueError(f"param_scheduler config {item!r} has no 'type' key")
+            resolve_type(item["type"], SCHEDULERS, "param_scheduler")

@@ -122,6 +122,8 @@ class Trainer(CheckpointMixin):
         if load_from is not None and not isinstance(load_from, str):
             raise TypeError(f"load_from must be a checkpoint path or URL, got {load_from!r}")
         self._resume, self._load_from = resume, load_from
+        arguments.check_optim_wrapper_types(optim_wrapper)
+        arguments.check_scheduler_types(param_scheduler)
         self._optim_wrapper_cfg = optim_wrapper
         self._param_scheduler_cfg = param_scheduler
         self.val_evaluator = Evaluator.build(val_evaluator, name="val_evaluator")

@@ -200,3 +200,25 @@ def test_validation_does_not_move_training_rng(work_dir):
 
     with_val, without = run(True), run(False)
     assert all(torch.equal(with_val[k], without[k]) for k in with_val)
+
+
+@pytest.mark.parametrize(("kind", "chain"), [
+    ({"max_epochs": 1}, ["fit", "run", "run_epoch", "run_iter", "train_step", "update_params",
+                         "backward"]),
+    ({"max_iters": 2}, ["fit", "run", "run_iter", "train_step", "update_params", "backward"]),
+])
+def test_few_frames_from_fit_to_backward(work_dir, monkeypatch, kind, chain):
+    """The data path stays short: fit -> loop -> train_step -> update_params -> backward."""
+    import traceback
+
+    seen: list[list[str]] = []
+    original = torch.Tensor.backward
+
+    def spy(self, *args, **kwargs):
+        names = [frame.name for frame in traceback.extract_stack()[:-1]]
+        seen.append(names[len(names) - 1 - names[::-1].index("fit"):])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "backward", spy)
+    Trainer(**kind, work_dir=work_dir, default_callbacks=QUIET).fit(ToyNet(), toy_loader(n=16))
+    assert seen and all(frames == chain for frames in seen)
