@@ -24,7 +24,7 @@ from trainer.loops import (
     ValLoop,
 )
 from trainer.message_hub import MessageHub
-from trainer.optim import build_optim_wrapper, scale_lr
+from trainer.optim import build_optim_wrapper_for, scale_lr
 from trainer.randomness import set_random_seed
 from trainer.resume import CheckpointMixin
 from trainer.schedulers import build_param_schedulers
@@ -255,7 +255,7 @@ class Trainer(CheckpointMixin):
             return self.model
         self.wrapped_model = self.strategy.wrap_model(self.model, self.device)
         self.optim_wrapper, model_schedulers = build_optim_wrapper_for(
-            self._optim_wrapper_cfg, self.model, self.precision, self.device)
+            self._optim_wrapper_cfg, self.model, self.precision, self.device.type)
         if self.auto_scale_lr:
             scale_lr(self.optim_wrapper, self.auto_scale_lr["base_batch_size"],
                      getattr(self.train_dataloader, "batch_size", None), self.world_size)
@@ -355,24 +355,6 @@ class Trainer(CheckpointMixin):
         result = run()
         self.call_hook("after_run")
         return result
-
-
-def build_optim_wrapper_for(cfg: Any, model: nn.Module, precision: str,
-                            device: torch.device) -> tuple[Any, Any]:
-    """The optimizer wrapper from ``cfg`` or the model's ``configure_optimizers()``."""
-    schedulers = None
-    if cfg is None:
-        cfg = model.configure_optimizers()
-        if isinstance(cfg, (tuple, list)) and len(cfg) == 2:
-            cfg, schedulers = cfg
-        if cfg is None:
-            raise ValueError(
-                "no optimizer: pass Trainer(optim_wrapper=dict(optimizer=dict(type='SGD', "
-                "lr=0.01))) or implement configure_optimizers() on the model")
-    wrapper = build_optim_wrapper(cfg, model)
-    if precision != "32":
-        wrapper = wrapper.with_precision(precision, device.type)
-    return wrapper, schedulers
 
 
 def build_callbacks(extra: Sequence[Any] | None, overrides: Mapping[str, Any] | None, *,

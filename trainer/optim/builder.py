@@ -178,3 +178,22 @@ def _module(module: Any, what: str) -> nn.Module:
     if next(module.parameters(), None) is None:
         raise ValueError(f"{what} ({type(module).__name__}) has no parameters to optimize")
     return module
+
+
+def build_optim_wrapper_for(cfg: Any, model: nn.Module, precision: str,
+                            device_type: str) -> tuple[Any, Any]:
+    """The Trainer's wrapper: from ``cfg``, or the model's ``configure_optimizers()`` (which may
+    also return schedulers), at the Trainer's ``precision``."""
+    schedulers = None
+    if cfg is None:
+        cfg = model.configure_optimizers()
+        if isinstance(cfg, (tuple, list)) and len(cfg) == 2:
+            cfg, schedulers = cfg
+        if cfg is None:
+            raise ValueError(
+                "no optimizer: pass Trainer(optim_wrapper=dict(optimizer=dict(type='SGD', "
+                "lr=0.01))) or implement configure_optimizers() on the model")
+    wrapper = build_optim_wrapper(cfg, model)
+    if precision != "32":
+        wrapper = wrapper.with_precision(precision, device_type)
+    return wrapper, schedulers
