@@ -11,23 +11,10 @@ from torch.nn.parallel import DistributedDataParallel
 from trainer.model import BaseModel, run_forward
 
 
-class DistributedModel(DistributedDataParallel):
-    """DDP whose ``train_step`` runs the forward through DDP, so gradients are averaged.
+class ModuleEvalSteps:
+    """Evaluation needs no gradient sync: the wrapped module's own steps run as they are."""
 
-    The default ``BaseModel.train_step`` flow (preprocess, forward in ``"loss"`` mode, parse,
-    update) is run with the forward going through this wrapper, as MMEngine's
-    ``MMDistributedDataParallel`` does. Validation, test and prediction need no gradient sync
-    and call the module's own steps.
-    """
-
-    def train_step(self, data: Any, optim_wrapper: Any) -> dict[str, torch.Tensor]:
-        module = self.module
-        with optim_wrapper.optim_context(self):
-            data = module.data_preprocessor(data, True)
-            losses = run_forward(self, data, mode="loss")
-        loss, log_vars = module.parse_losses(losses)
-        optim_wrapper.update_params(loss)
-        return log_vars
+    module: nn.Module
 
     def val_step(self, data: Any) -> Any:
         return self.module.val_step(data)
@@ -39,7 +26,25 @@ class DistributedModel(DistributedDataParallel):
         return self.module.predict_step(data)
 
 
-class SeparateDistributedModel(nn.Module):
+class DistributedModel(ModuleEvalSteps, DistributedDataParallel):
+    """DDP whose ``train_step`` runs the forward through DDP, so gradients are averaged.
+
+    The default ``BaseModel.train_step`` flow (preprocess, forward in ``"loss"`` mode, parse,
+    update) is run with the forward going through this wrapper, as MMEngine's
+    ``MMDistributedDataParallel`` does.
+    """
+
+    def train_step(self, data: Any, optim_wrapper: Any) -> dict[str, torch.Tensor]:
+        module = self.module
+        with optim_wrapper.optim_context(self):
+            data = module.data_preprocessor(data, True)
+            losses = run_forward(self, data, mode="loss")
+        loss, log_vars = module.parse_losses(losses)
+        optim_wrapper.update_params(loss)
+        return log_vars
+
+
+class SeparateDistributedModel(ModuleEvalSteps, nn.Module):
     """DDP for a model with its own ``train_step`` (GANs, several optimizers).
 
     Each direct child that has trainable parameters gets its own ``DistributedDataParallel``
@@ -66,15 +71,6 @@ class SeparateDistributedModel(nn.Module):
             return self.module.train_step(data, optim_wrapper)
         finally:
             children.update(originals)
-
-    def val_step(self, data: Any) -> Any:
-        return self.module.val_step(data)
-
-    def test_step(self, data: Any) -> Any:
-        return self.module.test_step(data)
-
-    def predict_step(self, data: Any) -> Any:
-        return self.module.predict_step(data)
 
 
 def wrap_model(model: nn.Module, device: torch.device, *, find_unused_parameters: bool = False,
