@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.checkpoint.io import load_checkpoint, save_checkpoint
 
 
 def timed(fn) -> float:

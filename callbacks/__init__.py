@@ -5,20 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from callbacks.base import HOOK_NAMES, PRIORITIES, Callback
-from callbacks.callback_list import CallbackList
-from callbacks.checkpoint import CheckpointCallback
-from callbacks.early_stopping import EarlyStoppingCallback
-from callbacks.ema import EMACallback
-from callbacks.logger import LoggerCallback
-from callbacks.lr_monitor import LRMonitorCallback
-from callbacks.param_scheduler import ParamSchedulerCallback
-from callbacks.progress import ProgressBarCallback
-from callbacks.runtime_info import RuntimeInfoCallback
-from callbacks.sampler_seed import DistSamplerSeedCallback
-from callbacks.tensorboard import TensorBoardCallback
-from callbacks.timer import IterTimerCallback
-from trainer.registry import build_from_cfg
+from trainer.callbacks.base import HOOK_NAMES, PRIORITIES, Callback
+from trainer.callbacks.callback_list import CallbackList
+from trainer.callbacks.checkpoint import CheckpointCallback
+from trainer.callbacks.early_stopping import EarlyStoppingCallback
+from trainer.callbacks.ema import EMACallback
+from trainer.callbacks.logger import LoggerCallback
+from trainer.callbacks.lr_monitor import LRMonitorCallback
+from trainer.callbacks.param_scheduler import ParamSchedulerCallback
+from trainer.callbacks.progress import ProgressBarCallback
+from trainer.callbacks.runtime_info import RuntimeInfoCallback
+from trainer.callbacks.sampler_seed import DistSamplerSeedCallback
+from trainer.callbacks.tensorboard import TensorBoardCallback
+from trainer.callbacks.timer import IterTimerCallback
+
+from trainer.config.types import build_object
 
 CALLBACKS: dict[str, type[Callback]] = {
     cls.__name__: cls for cls in (
@@ -42,7 +43,7 @@ def build_callback(cfg: Callback | Mapping[str, Any]) -> Callback:
     if isinstance(cfg, Callback):
         return cfg
     if isinstance(cfg, Mapping):
-        return build_from_cfg(cfg, CALLBACKS, "callback")
+        return build_object(cfg, CALLBACKS, "callback")
     raise TypeError(
         f"a callback must be a Callback or a dict(type=...), got {type(cfg).__name__}")
 

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Iterable
 from typing import Any
 
-from callbacks.base import HOOK_NAMES, Callback, get_priority
+from trainer.callbacks.base import HOOK_NAMES, Callback, get_priority
 
 HOOK_PREFIXES = ("before_", "after_", "on_")
 _ITER_KWARGS = ("batch_idx", "data_batch")

@@ -6,8 +6,8 @@ import math
 from typing import Any
 
 import fsspec
+from trainer.callbacks.base import Callback
 
-from callbacks.base import Callback
 from trainer import checkpoint, dist
 
 _GREATER_KEYS = ("acc", "top", "ap", "auc", "precision", "recall", "f1", "iou", "psnr", "ssim")

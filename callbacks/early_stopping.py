@@ -6,7 +6,8 @@ import math
 import warnings
 from typing import Any
 
-from callbacks.base import Callback
+from trainer.callbacks.base import Callback
+
 from trainer.logger import print_log
 
 # MMEngine's lists: a monitor named like these is maximised / minimised.

@@ -7,8 +7,7 @@ from typing import Any
 
 import torch
 from torch import nn
-
-from callbacks.base import Callback
+from trainer.callbacks.base import Callback
 
 AVERAGES = ("ExponentialMovingAverage", "MomentumAnnealingEMA", "StochasticWeightAverage")
 

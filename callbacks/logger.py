@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from trainer.callbacks.base import Callback
+from trainer.callbacks.timer import IterTimerCallback
 
-from callbacks.base import Callback
-from callbacks.timer import IterTimerCallback
 from trainer import dist
 from trainer.logger import RunLog
 from trainer.message_hub import STATISTICS

@@ -8,8 +8,7 @@ import time
 from typing import IO, Any
 
 from tqdm import tqdm
-
-from callbacks.base import Callback
+from trainer.callbacks.base import Callback
 
 MODES = ("auto", "terminal", "notebook", "plain")
 

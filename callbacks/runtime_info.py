@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from callbacks.base import Callback
+from trainer.callbacks.base import Callback
 
 
 class RuntimeInfoCallback(Callback):

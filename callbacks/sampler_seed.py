@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from callbacks.base import Callback
+from trainer.callbacks.base import Callback
+
 from trainer.loops import set_sampler_epoch
 
 

@@ -10,9 +10,8 @@ import time
 from typing import IO, Any
 
 import fsspec
-
-from callbacks.base import Callback
-from callbacks.logger import LoggerCallback
+from trainer.callbacks.base import Callback
+from trainer.callbacks.logger import LoggerCallback
 
 _file_numbers = itertools.count()
 

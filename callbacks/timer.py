@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from callbacks.base import Callback
+from trainer.callbacks.base import Callback
 
 
 class IterTimerCallback(Callback):

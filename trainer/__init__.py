@@ -1,6 +1,6 @@
 """trainer: a Lightning-style ``Trainer`` over MMEngine's runner semantics."""
 
-from trainer.evaluator import BaseMetric, Evaluator
+from trainer.evaluation.evaluator import BaseMetric, Evaluator
 from trainer.loops import EpochBasedTrainLoop, IterBasedTrainLoop, TestLoop, ValLoop
 from trainer.model import BaseDataPreprocessor, BaseModel
 from trainer.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict

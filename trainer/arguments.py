@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from trainer.registry import resolve_type
+from trainer.config.types import resolve_type
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 ACCELERATORS = ("auto", "cpu", "cuda")

@@ -10,7 +10,7 @@ import fsspec
 from tqdm import tqdm
 
 from trainer import dist
-from trainer.checkpoint import join
+from trainer.checkpoint.io import join
 
 
 def print_log(message: str) -> None:

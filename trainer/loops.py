@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from trainer.data import make_resumable
+from trainer.data.samplers import make_resumable
 from trainer.randomness import preserve_rng
 
 if TYPE_CHECKING:
-    from trainer.evaluator import Evaluator
+    from trainer.evaluation.evaluator import Evaluator
     from trainer.trainer import Trainer
 
 

@@ -12,10 +12,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from callbacks.base import Callback
-from callbacks.callback_list import CallbackList
-from trainer import arguments, checkpoint, dist, launch
-from trainer.evaluator import Evaluator
+from trainer import arguments, checkpoint, dist
+from trainer.callbacks.base import Callback
+from trainer.callbacks.callback_list import CallbackList
+from trainer.checkpoint.manager import CheckpointMixin
+from trainer.dist import launch
+from trainer.dist.strategy import Strategy, parse_strategy
+from trainer.evaluation.evaluator import Evaluator
 from trainer.loops import (
     BaseTrainLoop,
     EpochBasedTrainLoop,
@@ -26,10 +29,8 @@ from trainer.loops import (
 from trainer.message_hub import MessageHub
 from trainer.optim import build_optim_wrapper_for, scale_lr
 from trainer.randomness import set_random_seed
-from trainer.resume import CheckpointMixin
 from trainer.schedulers import build_param_schedulers
 from trainer.state import TrainState
-from trainer.strategy import Strategy, parse_strategy
 
 DEFAULT_CALLBACK_NAMES = (
     "runtime_info", "timer", "sampler_seed", "param_scheduler", "logger", "checkpoint", "progress",
@@ -221,7 +222,7 @@ class Trainer(CheckpointMixin):
         The config's model and dataloaders are kept, so ``fit()``, ``validate()`` and ``test()``
         need no arguments.
         """
-        from trainer.runner_config import parse_runner_config
+        from trainer.config.runner import parse_runner_config
 
         spec = parse_runner_config(cfg, cfg_options)
         trainer = cls(**spec.trainer_kwargs)  # seeds first, so the model's init is seeded too
@@ -324,7 +325,7 @@ class Trainer(CheckpointMixin):
     def _dump_config(self) -> None:
         """Write the resolved run config (from ``from_config``) to ``<log_dir>/config.py``."""
         if self.config is not None and dist.is_main_process():
-            from trainer.config import dump_config
+            from trainer.config.load import dump_config
 
             dump_config(self.config, checkpoint.join(self.log_dir, "config.py"))
 
@@ -360,7 +361,7 @@ class Trainer(CheckpointMixin):
 def build_callbacks(extra: Sequence[Any] | None, overrides: Mapping[str, Any] | None, *,
                     by_epoch: bool) -> list[Callback]:
     """The default callbacks, adjusted by ``overrides``, followed by ``extra``."""
-    import callbacks as cb
+    from trainer import callbacks as cb
 
     defaults: dict[str, tuple[type, dict[str, Any]]] = {
         "runtime_info": (cb.RuntimeInfoCallback, {}),

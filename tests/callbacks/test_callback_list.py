@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from trainer.callbacks import Callback, CallbackList, build_callback
+from trainer.callbacks.base import PRIORITIES, get_priority
 
-from callbacks import Callback, CallbackList, build_callback
-from callbacks.base import PRIORITIES, get_priority
 from tests.conftest import ToyNet, toy_loader
 from trainer import Trainer
 
@@ -40,7 +40,7 @@ def test_default_callbacks_sit_at_mmengine_priorities(work_dir):
 def test_dict_registration_with_priority_and_mmengine_alias(work_dir):
     cb = build_callback(dict(type="CheckpointHook", interval=2, priority="LOW"))
     assert type(cb).__name__ == "CheckpointCallback" and cb.interval == 2 and cb.priority == "LOW"
-    with pytest.raises(ValueError, match=r"Unknown callback type 'LoggerHok'.*'LoggerHook'"):
+    with pytest.raises(ValueError, match=r"unknown callback type 'LoggerHok'.*'LoggerHook'"):
         build_callback(dict(type="LoggerHok"))
 
 

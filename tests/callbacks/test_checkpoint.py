@@ -5,11 +5,11 @@ from __future__ import annotations
 import fsspec
 import pytest
 import torch
+from trainer.callbacks import CheckpointCallback
 
-from callbacks import CheckpointCallback
 from tests.conftest import ToyNet, accuracy, toy_loader
 from trainer import Trainer
-from trainer.checkpoint import load_checkpoint, read_last_checkpoint
+from trainer.checkpoint.io import load_checkpoint, read_last_checkpoint
 
 QUIET = {"progress": None, "logger": None}
 

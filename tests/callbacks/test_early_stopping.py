@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from trainer.callbacks import Callback, EarlyStoppingCallback
 
-from callbacks import Callback, EarlyStoppingCallback
 from tests.conftest import ToyNet, toy_loader
 from trainer import Trainer
-from trainer.checkpoint import load_checkpoint
+from trainer.checkpoint.io import load_checkpoint
 
 QUIET = {"progress": None, "logger": None}
 

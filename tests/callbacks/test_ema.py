@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from trainer.callbacks import Callback, EMACallback
 
-from callbacks import Callback, EMACallback
 from tests.conftest import ToyNet, accuracy, toy_loader
 from trainer import BaseModel, Trainer
-from trainer.checkpoint import load_checkpoint
+from trainer.checkpoint.io import load_checkpoint
 
 QUIET = {"progress": None, "logger": None}
 

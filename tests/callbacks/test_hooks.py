@@ -8,11 +8,11 @@ The expected sequences are written out from MMEngine's documented order (``Runne
 from __future__ import annotations
 
 import torch
+from trainer.callbacks import HOOK_NAMES, Callback, EarlyStoppingCallback, EMACallback
 
-from callbacks import HOOK_NAMES, Callback, EarlyStoppingCallback, EMACallback
 from tests.conftest import ToyNet, accuracy, toy_loader
 from trainer import Trainer
-from trainer.checkpoint import load_checkpoint
+from trainer.checkpoint.io import load_checkpoint
 
 QUIET = {"progress": None, "logger": None}
 IT = ["before_train_iter", "after_train_iter"]

@@ -7,8 +7,8 @@ import json
 import fsspec
 import pytest
 import torch
+from trainer.callbacks import Callback, LoggerCallback
 
-from callbacks import Callback, LoggerCallback
 from tests.conftest import ToyNet, accuracy, toy_loader
 from trainer import Trainer
 

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 from torch import nn
+from trainer.callbacks import LRMonitorCallback
 
-from callbacks import LRMonitorCallback
 from tests.conftest import ToyNet, toy_loader
 from trainer import OptimWrapper, OptimWrapperDict, Trainer
 

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 import torch
+from trainer.callbacks import ProgressBarCallback
+from trainer.callbacks.progress import detect_mode
 
-from callbacks import ProgressBarCallback
-from callbacks.progress import detect_mode
 from tests.conftest import ToyNet, accuracy, toy_loader
 from tests.test_docs import REPO
 from tests.test_docs import kernel_manager_factory as notebook_kernels  # noqa: F401 (fixture)
@@ -99,7 +99,7 @@ def test_off_on_ranks_other_than_zero(monkeypatch, capsys, work_dir):
 
 NOTEBOOK_CELL = """
 import sys
-from callbacks.progress import detect_mode
+from trainer.callbacks.progress import detect_mode
 from tests.conftest import ToyNet, toy_loader
 from trainer import Trainer
 print("mode:", detect_mode(sys.stderr))

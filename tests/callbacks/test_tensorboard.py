@@ -9,8 +9,8 @@ import sys
 import fsspec
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from trainer.callbacks import LRMonitorCallback, TensorBoardCallback
 
-from callbacks import LRMonitorCallback, TensorBoardCallback
 from tests.conftest import ToyNet, accuracy, toy_loader
 from trainer import Trainer, dist
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer.__main__ import _amp_options, main
-from trainer.config import load_config
+from trainer.cli import _amp_options, main
+from trainer.config.load import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = """\
@@ -135,7 +135,7 @@ def test_a_missing_config_file(tmp_path, capsys):
 
 
 def test_migrate_prints_or_writes_the_new_config(tmp_path, capsys):
-    old = Path(__file__).parent / "mmcv_configs" / "detection.py"
+    old = Path(__file__).parent / "config" / "mmcv_configs" / "detection.py"
     assert run_main("migrate", old) == 0
     text = capsys.readouterr().out
     assert "param_scheduler = [" in text and "# NOTE: evaluation.metric='bbox'" in text
@@ -157,4 +157,4 @@ def test_print_config_shows_the_resolved_config(config, capsys):
 def test_console_script_entry_point():
     text = (REPO / "pyproject.toml").read_text()
     section = text.split("[project.scripts]\n", 1)[1].split("\n[", 1)[0]
-    assert 'trainer = "trainer.__main__:main"' in section.splitlines()
+    assert 'trainer = "trainer.cli:main"' in section.splitlines()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
+from trainer.callbacks import HOOK_NAMES, Callback
 
-from callbacks import HOOK_NAMES, Callback
 from tests.conftest import ToyNet, accuracy, toy_dataset, toy_loader
 from trainer import EpochBasedTrainLoop, IterBasedTrainLoop, Trainer
 

@@ -28,12 +28,12 @@ QUIET = {"progress": None, "logger": None}
     ({"max_iters": 5, "devices": 0}, "devices must be a positive int"),
     ({"max_iters": 5, "default_callbacks": {"loger": None}}, r"unknown names \['loger'\]"),
     ({"max_iters": 5, "optim_wrapper": dict(optimizer=dict(type="SGDD", lr=0.1))},
-     r"Unknown optim_wrapper optimizer type 'SGDD'.*'SGD'"),
+     r"unknown optim_wrapper optimizer type 'SGDD'.*'SGD'"),
     ({"max_iters": 5, "optim_wrapper": dict(type="AmpOptimWraper", optimizer=dict(type="SGD"))},
-     r"Unknown optim_wrapper type 'AmpOptimWraper'.*'AmpOptimWrapper'"),
+     r"unknown optim_wrapper type 'AmpOptimWraper'.*'AmpOptimWrapper'"),
     ({"max_iters": 5, "param_scheduler": [dict(type="MultiStepLR", milestones=[1]),
                                           dict(type="CosineLR")]},
-     r"Unknown param_scheduler type 'CosineLR'"),
+     r"unknown param_scheduler type 'CosineLR'"),
     ({"max_iters": 5, "param_scheduler": dict(milestones=[1])}, "has no 'type' key"),
 ])
 def test_bad_arguments_are_value_errors_naming_the_argument(kwargs, match):

@@ -16,11 +16,11 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from trainer.config.types import build_object, resolve_type
 from trainer.optim.amp import AmpOptimWrapper
+from trainer.optim.paramwise import build_param_groups
 from trainer.optim.wrapper import OptimWrapper
 from trainer.optim.wrapper_dict import OptimWrapperDict
-from trainer.paramwise import build_param_groups
-from trainer.registry import build_from_cfg, resolve_type
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
     name: cls for name, cls in vars(torch.optim).items()
@@ -124,7 +124,7 @@ def _build_single(cfg: Any, params: Any, what: str) -> OptimWrapper:
     optimizer = _build_optimizer(cfg.pop("optimizer"), params, f"{what} optimizer",
                                  paramwise_cfg)
     _check_kwargs(wrapper_cls, cfg, what, skip={"type", "optimizer"})
-    return build_from_cfg({**cfg, "type": wrapper_cls}, OPTIM_WRAPPERS, what, optimizer=optimizer)
+    return build_object({**cfg, "type": wrapper_cls}, OPTIM_WRAPPERS, what, optimizer=optimizer)
 
 
 def _build_optimizer(cfg: Any, params: Any, what: str, paramwise_cfg: Any = None) -> Optimizer:
@@ -145,7 +145,7 @@ def _build_optimizer(cfg: Any, params: Any, what: str, paramwise_cfg: Any = None
     module = params()
     groups = (list(module.parameters()) if paramwise_cfg is None else build_param_groups(
         module, cfg.get("lr"), cfg.get("weight_decay"), paramwise_cfg))
-    return build_from_cfg({**cfg, "type": cls}, OPTIMIZERS, what, params=groups)
+    return build_object({**cfg, "type": cls}, OPTIMIZERS, what, params=groups)
 
 
 def _check_kwargs(cls: type, cfg: Mapping[str, Any], what: str, skip: set[str]) -> None:

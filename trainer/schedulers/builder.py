@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
-from trainer.registry import build_from_cfg, resolve_type
+from trainer.config.types import build_object, resolve_type
 from trainer.schedulers.base import ParamScheduler
 from trainer.schedulers.cyclic import (
     CosineAnnealingParamScheduler,
@@ -142,7 +142,7 @@ def _build_one(cfg: Mapping[str, Any], optim_wrapper: Any, run: _Run) -> Any:
             cfg.pop("end", None)
             if end is not None:
                 cfg["end"] = end
-        return build_from_cfg(cfg, SCHEDULERS, _WHAT, optimizer=optim_wrapper)
+        return build_object(cfg, SCHEDULERS, _WHAT, optimizer=optim_wrapper)
 
     if by_epoch is not True:
         raise ValueError(f"{_WHAT} {name}: convert_to_iter_based=True converts an epoch-based "

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from trainer.callbacks import Callback
 
-from callbacks import Callback
 from tests.conftest import ToyNet, toy_loader
 from trainer import Trainer
 

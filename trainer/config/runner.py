@@ -21,15 +21,11 @@ from typing import Any
 from torch import nn
 
 from trainer import dist
-from trainer.config import load_config
-from trainer.config_hooks import callback_kwargs
-from trainer.config_loops import eval_loop, train_loop_kwargs
-from trainer.config_objects import (
-    build_dataloader,
-    build_object,
-    expect_mapping,
-    import_custom_modules,
-)
+from trainer.config.data import build_dataloader
+from trainer.config.hooks import callback_kwargs
+from trainer.config.load import load_config
+from trainer.config.loops import eval_loop, train_loop_kwargs
+from trainer.config.types import build_object, expect_mapping, import_custom_modules
 from trainer.model import BaseDataPreprocessor
 
 __all__ = ["KNOWN_FIELDS", "RunnerSpec", "parse_runner_config"]

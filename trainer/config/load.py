@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from trainer.config_edit import (
+from trainer.config.edit import (
     apply_overrides,
     copy_tree,
     merge_config,
@@ -40,7 +40,7 @@ from trainer.config_edit import (
     parse_value,
     strip_delete,
 )
-from trainer.config_format import dump_config, format_config
+from trainer.config.format import dump_config, format_config
 
 __all__ = [
     "apply_overrides", "dump_config", "format_config", "load_config", "merge_config",

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from trainer.config import format_config, load_config
-from trainer.migrate_schedule import migrate_lr_config
+from trainer.config.load import format_config, load_config
+from trainer.config.migrate.schedule import migrate_lr_config
 
 __all__ = ["MMCV_FIELDS", "migrate_config", "migrate_file"]
 
@@ -47,7 +47,7 @@ def migrate_config(old: Mapping[str, Any] | str | os.PathLike, epoch_length: int
         old: the MMCV config; a file's ``_base_`` files are merged in.
         epoch_length: iterations per epoch of the training data, if known: it makes exact the
             few schedules MMCV counted in iterations inside an epoch-based run (see
-            ``trainer.migrate_schedule``).
+            ``trainer.config.migrate.schedule``).
 
     Example:
         >>> new, comments, notes = migrate_config(dict(
@@ -287,7 +287,7 @@ class _Migration:
         self.custom_hooks()
 
     def custom_hooks(self) -> None:
-        from callbacks import CALLBACKS
+        from trainer.callbacks import CALLBACKS
 
         for hook in self.old.get("custom_hooks") or []:
             name = hook.get("type") if isinstance(hook, Mapping) else None

@@ -13,13 +13,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from callbacks import Callback
+from trainer.callbacks import Callback
 from tests.conftest import ToyNet, accuracy, toy_dataset, toy_loader
 from trainer import Trainer
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="torch.distributed is not available")
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 QUIET = {"progress": None}
 
 
@@ -75,7 +75,7 @@ def test_only_rank_zero_writes_files(tmp_path):
 
 FAILING_SCRIPT = textwrap.dedent("""
     import sys
-    from callbacks import Callback
+    from trainer.callbacks import Callback
     from tests.conftest import ToyNet, toy_loader
     from trainer import Trainer
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from trainer.callbacks import Callback
 
-from callbacks import Callback
 from tests.conftest import ToyNet, accuracy, toy_loader
 from trainer import Trainer
-from trainer.checkpoint import load_checkpoint
+from trainer.checkpoint.io import load_checkpoint
 
 EPOCH_LEN = 5  # 40 samples, batch 8
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from trainer.paramwise import build_param_groups
+from trainer.optim.paramwise import build_param_groups
 
 BASE_LR, BASE_WD = 0.1, 1e-4
 

@@ -20,13 +20,13 @@ import torchmetrics
 from lightning_utilities.core.apply_func import is_dataclass_instance
 from torchmetrics import Metric, MetricCollection
 
+from trainer.config.types import build_object
 from trainer.dist import (
     all_gather_object,
     all_reduce,
     is_distributed,
 )
-from trainer.metric import BaseMetric, collect_and_compute, collect_results
-from trainer.registry import build_from_cfg
+from trainer.evaluation.metric import BaseMetric, collect_and_compute, collect_results
 
 __all__ = ["BaseMetric", "Evaluator", "batch_size_of", "collect_results", "describe"]
 
@@ -162,7 +162,7 @@ class Evaluator:
         elif isinstance(metrics, MetricCollection):
             self._entries.append((None, metrics))
         elif isinstance(metrics, Mapping) and isinstance(metrics.get("type"), (str, type)):
-            self._add(build_from_cfg(metrics, _torchmetrics_table(), f"{self.name} metric"))
+            self._add(build_object(metrics, _torchmetrics_table(), f"{self.name} metric"))
         elif isinstance(metrics, Mapping):
             for key, metric in metrics.items():
                 if not isinstance(key, str) or not key:

@@ -12,8 +12,8 @@ import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import callbacks as cb
-from trainer.config_objects import check_kwargs, expect_mapping, resolve_config_type
+from trainer import callbacks as cb
+from trainer.config.types import check_kwargs, expect_mapping, resolve_type
 
 __all__ = ["DEFAULT_HOOKS", "callback_kwargs"]
 
@@ -80,7 +80,7 @@ def _default_hooks(default_hooks: Any, modules: Sequence[types.ModuleType],
         if hook_type is None and not known:
             raise ValueError(f"default_hooks.{name} needs a type (there is no default callback "
                              f"named {name!r}; they are {list(DEFAULT_HOOKS)})")
-        cls = DEFAULT_HOOKS[name] if hook_type is None else resolve_config_type(
+        cls = DEFAULT_HOOKS[name] if hook_type is None else resolve_type(
             hook_type, cb.CALLBACKS, f"default_hooks.{name}", modules)
         entry = _hook_kwargs(cls, entry, f"default_hooks.{name}", notes)
         if known and cls is DEFAULT_HOOKS[name]:
@@ -136,7 +136,7 @@ def _custom_hooks(hooks: Any, modules: Sequence[types.ModuleType],
             built.append(hook)
             continue
         hook = dict(expect_mapping(hook, what, "dict(type='EMAHook')"))
-        cls = resolve_config_type(hook.pop("type", None), cb.CALLBACKS, what, modules)
+        cls = resolve_type(hook.pop("type", None), cb.CALLBACKS, what, modules)
         if not (isinstance(cls, type) and issubclass(cls, cb.Callback)):
             raise TypeError(f"{what} type must be a Callback subclass, got {cls!r}")
         built.append(cls(**_hook_kwargs(cls, hook, what, notes)))

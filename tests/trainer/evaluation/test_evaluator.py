@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from torchmetrics import MeanSquaredError, Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from trainer.evaluator import BaseMetric, Evaluator, batch_size_of, collect_results, describe
+from trainer.evaluation.evaluator import BaseMetric, Evaluator, batch_size_of, collect_results, describe
 
 SIZES = (5, 3, 7)  # unequal batch sizes on purpose
 
@@ -265,7 +265,7 @@ def test_metrics_and_average_on_cuda():
     ({1: MeanSquaredError()}, TypeError, "dict keys must be non-empty strings, got 1"),
     ([MeanSquaredError(), MeanSquaredError()], ValueError,
      "two metrics named 'MeanSquaredError'"),
-    ({"type": "NoSuchMetric"}, ValueError, "Unknown val_evaluator metric type 'NoSuchMetric'"),
+    ({"type": "NoSuchMetric"}, ValueError, "unknown val_evaluator metric type 'NoSuchMetric'"),
 ])
 def test_bad_metrics_are_refused(metrics, error, match):
     with pytest.raises(error, match=match):

@@ -12,7 +12,7 @@ import pytest
 from torch import nn
 
 from tests.conftest import ToyNet
-from trainer.config import (
+from trainer.config.load import (
     apply_overrides,
     dump_config,
     format_config,

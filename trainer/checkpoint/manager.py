@@ -118,7 +118,7 @@ class CheckpointMixin:
                 raise ValueError(f"ckpt_path='last' but {self.work_dir} has no last_checkpoint")
             return last
         if ckpt_path == "best":
-            from callbacks.checkpoint import CheckpointCallback
+            from trainer.callbacks.checkpoint import CheckpointCallback
 
             best = [p for cb in self.callbacks.get(CheckpointCallback)
                     for p in cb.best_ckpt_paths.values()]

@@ -7,7 +7,7 @@ import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from trainer.config_objects import check_kwargs, expect_mapping, resolve_config_type
+from trainer.config.types import check_kwargs, expect_mapping, resolve_type
 from trainer.loops import BaseTrainLoop, EpochBasedTrainLoop, IterBasedTrainLoop, TestLoop, ValLoop
 
 __all__ = ["eval_loop", "loop_class", "train_loop_kwargs"]
@@ -35,7 +35,7 @@ def train_loop_kwargs(train_cfg: Any, modules: Sequence[types.ModuleType] = ()
             "(whose kind decides)")
     loop = None
     if loop_type is not None:
-        loop = resolve_config_type(loop_type, TRAIN_LOOPS, "train_cfg loop", modules)
+        loop = resolve_type(loop_type, TRAIN_LOOPS, "train_cfg loop", modules)
         if not (isinstance(loop, type) and issubclass(loop, BaseTrainLoop)):
             raise TypeError(f"train_cfg type {loop_type!r} must be a subclass of "
                             f"trainer.loops.BaseTrainLoop, got {loop!r}")
@@ -80,7 +80,7 @@ def eval_loop(stage: str, cfg: Any, modules: Sequence[types.ModuleType] = ()
     default = ValLoop if stage == "val" else TestLoop
     fp16 = bool(cfg.pop("fp16", False))
     loop_type = cfg.pop("type", None)
-    loop = default if loop_type is None else resolve_config_type(
+    loop = default if loop_type is None else resolve_type(
         loop_type, EVAL_LOOPS, f"{stage}_cfg loop", modules)
     if not (isinstance(loop, type) and issubclass(loop, default)):
         raise TypeError(f"{stage}_cfg type {loop_type!r} must be a subclass of "

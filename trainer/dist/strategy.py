@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from trainer import dist
-from trainer.data import distribute_train_loader, shard_eval_loader
-from trainer.ddp import wrap_model
+from trainer.data.samplers import distribute_train_loader, shard_eval_loader
+from trainer.dist.ddp import wrap_model
 
 
 @dataclass(frozen=True)

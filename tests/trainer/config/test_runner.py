@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import callbacks as cb
 from tests.conftest import ToyNet
 from trainer import Trainer
+from trainer import callbacks as cb
+from trainer.config.runner import parse_runner_config
 from trainer.loops import EpochBasedTrainLoop, IterBasedTrainLoop, ValLoop
-from trainer.runner_config import parse_runner_config
 
 TOY_DATA = {"type": "tests.conftest.toy_dataset", "n": 48}
 ACCURACY = {"type": "Accuracy", "task": "multiclass", "num_classes": 3}
@@ -123,7 +123,7 @@ def test_model_by_path_by_object_and_with_a_data_preprocessor():
 def test_model_mistakes_name_the_type_and_the_closest_names():
     with pytest.raises(ValueError, match=r"tests.conftest has no 'ToyNett'; closest: 'ToyNet'"):
         parse_runner_config(dict(model=dict(type="tests.conftest.ToyNett"))).build_model()
-    with pytest.raises(ValueError, match=r"unknown model type 'ToyNett'. Closest known: "
+    with pytest.raises(ValueError, match=r"unknown model type 'ToyNett'. Did you mean "
                                          r"'ToyNet'"):
         parse_runner_config(dict(model=dict(type="ToyNett"), custom_imports=dict(
             imports=["tests.conftest"]))).build_model()
@@ -169,7 +169,7 @@ class SlowStartLoop(EpochBasedTrainLoop):
 
 def test_custom_loop_types_and_their_arguments(work_dir):
     kwargs = kwargs_of(train_cfg=dict(
-        type="tests.trainer.test_runner_config.SlowStartLoop", max_epochs=1, warm_epochs=3))
+        type="tests.trainer.config.test_runner.SlowStartLoop", max_epochs=1, warm_epochs=3))
     loop_cls = kwargs["train_loop"]
     assert issubclass(loop_cls, SlowStartLoop) and kwargs["max_epochs"] == 1
     trainer = Trainer.from_config(dict(model=dict(type=ToyNet), work_dir=work_dir,
@@ -347,7 +347,7 @@ def test_default_hooks_and_log_processor_configure_the_built_callbacks(work_dir)
     (dict(logger=dict(type="LoggerHook", intervall=5)), TypeError,
      "LoggerCallback does not take 'intervall'. Did you mean 'interval'"),
     (dict(logger=dict(type="LogerHook")), ValueError,
-     "unknown default_hooks.logger type 'LogerHook'. Closest known: 'LoggerHook'"),
+     "unknown default_hooks.logger type 'LogerHook'. Did you mean 'LoggerHook'"),
     (dict(mine=dict(interval=3)), ValueError, "default_hooks.mine needs a type"),
     (dict(logger="LoggerHook"), TypeError, "default_hooks.logger must be a dict"),
 ])
@@ -482,7 +482,7 @@ def test_from_a_file_with_base_and_overrides(tmp_path, work_dir):
 
 
 def test_each_run_dumps_the_resolved_config_next_to_its_log(work_dir):
-    from trainer.config import load_config
+    from trainer.config.load import load_config
 
     cfg = tutorial_config(work_dir)
     cfg["train_cfg"] = dict(by_epoch=True, max_epochs=1)

@@ -7,39 +7,37 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, RandomSampler, SequentialSampler
 
 from tests.conftest import ToyNet, toy_dataset
-from trainer.config_objects import (
+from trainer.config.data import (
     DefaultSampler,
     RepeatDataset,
     build_dataloader,
     build_dataset,
-    build_object,
-    import_custom_modules,
     pseudo_collate,
-    resolve_config_type,
 )
+from trainer.config.types import build_object, import_custom_modules, resolve_type
 
 DATA = {"type": "tests.conftest.toy_dataset", "n": 20}
 
 
 def test_types_resolve_by_object_table_path_and_custom_module():
-    assert resolve_config_type(ToyNet, {}, "model") is ToyNet
-    assert resolve_config_type("Net", {"Net": ToyNet}, "model") is ToyNet
-    assert resolve_config_type("torch.optim.lr_scheduler.StepLR", {}, "x") is \
+    assert resolve_type(ToyNet, {}, "model") is ToyNet
+    assert resolve_type("Net", {"Net": ToyNet}, "model") is ToyNet
+    assert resolve_type("torch.optim.lr_scheduler.StepLR", {}, "x") is \
         torch.optim.lr_scheduler.StepLR
-    assert resolve_config_type("torch.nn.Module.train", {}, "x") is torch.nn.Module.train
+    assert resolve_type("torch.nn.Module.train", {}, "x") is torch.nn.Module.train
     modules = import_custom_modules(dict(imports="tests.conftest"))
-    assert resolve_config_type("toy_dataset", {}, "dataset", modules) is toy_dataset
+    assert resolve_type("toy_dataset", {}, "dataset", modules) is toy_dataset
 
 
 @pytest.mark.parametrize(("type_", "error", "message"), [
-    ("Convnet", ValueError, r"unknown model type 'Convnet'. Closest known: 'ConvNet'"),
+    ("Convnet", ValueError, r"unknown model type 'Convnet'. Did you mean 'ConvNet'"),
     ("no_such_pkg.models.Net", ValueError, "no module 'no_such_pkg' can be imported"),
     ("torch.nn.Linearr", ValueError, r"torch.nn has no 'Linearr'; closest: 'Linear'"),
     (3, TypeError, "model type must be a class, a function or a name, got 3"),
 ])
 def test_unknown_types_name_the_closest_known_ones(type_, error, message):
     with pytest.raises(error, match=message):
-        resolve_config_type(type_, {"ConvNet": ToyNet, "MLP": ToyNet}, "model")
+        resolve_type(type_, {"ConvNet": ToyNet, "MLP": ToyNet}, "model")
 
 
 def test_build_object_checks_arguments():

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from trainer.callbacks import Callback
 
-from callbacks import Callback
 from trainer import Trainer
-from trainer.config import load_config
-from trainer.migrate import migrate_config, migrate_file
-from trainer.migrate_schedule import migrate_lr_config
+from trainer.config.load import load_config
+from trainer.config.migrate.mmcv import migrate_config, migrate_file
+from trainer.config.migrate.schedule import migrate_lr_config
 from trainer.schedulers import build_param_schedulers
 
 CONFIGS = Path(__file__).parent / "mmcv_configs"

@@ -14,7 +14,7 @@ from torch import nn
 
 from tests.conftest import ToyNet, toy_loader
 from trainer import BaseModel, Trainer
-from trainer.checkpoint import load_checkpoint, read_last_checkpoint, save_checkpoint
+from trainer.checkpoint.io import load_checkpoint, read_last_checkpoint, save_checkpoint
 
 QUIET = {"progress": None, "logger": None}
 
@@ -105,7 +105,7 @@ def test_save_killed_mid_write_leaves_the_last_good_checkpoint(tmp_path):
     (tmp_path / "last_checkpoint").write_text(str(good))
     script = textwrap.dedent(f"""
         import torch
-        from trainer.checkpoint import save_checkpoint
+        from trainer.checkpoint.io import save_checkpoint
         big = {{"state_dict": {{f"w{{i}}": torch.randn(4_000_000) for i in range(10)}}}}
         print("saving", flush=True)
         save_checkpoint(big, {str(tmp_path / "iter_2.pth")!r})

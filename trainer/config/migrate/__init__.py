@@ -1,0 +1,1 @@
+"""Migration of MMCV runner configs (``mmcv``) and their ``lr_config`` schedules (``schedule``)."""

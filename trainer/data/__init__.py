@@ -1,0 +1,1 @@
+"""Data: resumable and distributed samplers, and the shipped digits data set."""

@@ -1,0 +1,1 @@
+"""Evaluation: the ``Evaluator`` over torchmetrics or MMEngine-style metrics, and result gathering."""
