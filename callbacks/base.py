@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -103,6 +104,12 @@ class Callback:
 
     def before_save_checkpoint(self, trainer: Trainer, checkpoint: dict) -> None: ...
     def after_load_checkpoint(self, trainer: Trainer, checkpoint: dict) -> None: ...
+
+    @property
+    def monitored_metrics(self) -> Sequence[str]:
+        """Validation metric names this callback reads (``"accuracy"``); ``fit``'s sanity pass
+        checks them against what the evaluator returns before the first training iteration."""
+        return ()
 
     def state_dict(self) -> dict[str, Any]:
         """What this callback needs to continue after a resume; saved in every checkpoint."""

@@ -69,6 +69,11 @@ class CheckpointCallback(Callback):
         self.kept: list[str] = []
         self.last_saved: int | None = None
 
+    @property
+    def monitored_metrics(self) -> list[str]:
+        """The ``save_best`` names, checked against the evaluator's before training."""
+        return [name for name in self.save_best if name != "auto"]
+
     def before_train(self, trainer: Any) -> None:
         self.out_dir = self.out_dir or trainer.work_dir
 

@@ -94,6 +94,11 @@ class EarlyStoppingCallback(Callback):
         self.reason = ""
         self._training = False
 
+    @property
+    def monitored_metrics(self) -> list[str]:
+        """The ``monitor`` name, checked against the evaluator's before training."""
+        return [self.monitor]
+
     def _better(self, a: float, b: float) -> bool:
         return a > b if self.rule == "greater" else a < b
 

@@ -7,16 +7,23 @@ from typing import Any
 import torch
 
 from trainer.config.types import resolve_type
+from trainer.suggestions import lightning_value_hint
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 ACCELERATORS = ("auto", "cpu", "cuda")
+ACCELERATOR_ALIASES = {"gpu": "cuda"}  # Lightning's name for CUDA
 
 
-def check_run_length(max_epochs: Any, max_iters: Any) -> None:
-    if (max_epochs is None) == (max_iters is None):
+def check_run_length(max_epochs: Any, max_iters: Any, *, required: bool = False) -> None:
+    """At most one of the two (exactly one when ``required``, as ``fit`` needs)."""
+    both, neither = max_epochs is not None and max_iters is not None, (max_epochs, max_iters) == (
+        None, None)
+    if both or (required and neither):
+        what = "fit() needs" if neither else "pass"
         raise ValueError(
-            "pass exactly one of max_epochs= (epoch-based training) or max_iters= "
-            f"(iteration-based training); got max_epochs={max_epochs!r}, max_iters={max_iters!r}")
+            f"{what} exactly one of max_epochs= (epoch-based training) or max_iters= "
+            f"(iteration-based training); got max_epochs={max_epochs!r}, "
+            f"max_iters={max_iters!r}. validate(), test() and predict() need neither")
     for name, value in (("max_epochs", max_epochs), ("max_iters", max_iters)):
         if value is not None:
             check_positive_int(name, value)
@@ -28,11 +35,25 @@ def check_positive_int(name: str, value: Any) -> int:
     return value
 
 
+def check_non_negative_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    return value
+
+
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     value = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}"
+                         f"{lightning_value_hint(name, value)}")
     return value
+
+
+def check_accelerator(accelerator: Any) -> str:
+    """One of ``ACCELERATORS``; Lightning's ``"gpu"`` is accepted as ``"cuda"``."""
+    accelerator = ACCELERATOR_ALIASES.get(accelerator, accelerator) if isinstance(
+        accelerator, str) else accelerator
+    return check_choice("accelerator", accelerator, ACCELERATORS)
 
 
 def check_loop_class(name: str, loop: Any, base: type) -> type:

@@ -29,8 +29,10 @@ from trainer.loops import (
 from trainer.message_hub import MessageHub
 from trainer.optim import build_optim_wrapper_for, scale_lr
 from trainer.randomness import set_random_seed
+from trainer.sanity import run_sanity_check
 from trainer.schedulers import build_param_schedulers
 from trainer.state import TrainState
+from trainer.suggestions import check_keywords, keyword_names
 
 DEFAULT_CALLBACK_NAMES = (
     "runtime_info", "timer", "sampler_seed", "param_scheduler", "logger", "checkpoint", "progress",
@@ -104,8 +106,12 @@ class Trainer(CheckpointMixin):
         train_loop: type[BaseTrainLoop] | None = None,
         val_loop: type[ValLoop] = ValLoop,
         test_loop: type[TestLoop] = TestLoop,
+        num_sanity_val_batches: int = 2,
+        **unknown: Any,
     ) -> None:
+        check_keywords("Trainer", unknown, keyword_names(Trainer))
         arguments.check_run_length(max_epochs, max_iters)
+        self._run_length = (max_epochs, max_iters)
         by_epoch = max_epochs is not None
         self.by_epoch = by_epoch
         self.val_interval = arguments.check_positive_int(
@@ -132,8 +138,7 @@ class Trainer(CheckpointMixin):
             self.val_evaluator if test_evaluator is None
             else Evaluator.build(test_evaluator, name="test_evaluator"))
         self.precision = arguments.check_choice("precision", precision, arguments.PRECISIONS)
-        self.accelerator = arguments.check_choice(
-            "accelerator", accelerator, arguments.ACCELERATORS)
+        self.accelerator = arguments.check_accelerator(accelerator)
         self.devices = arguments.check_positive_int("devices", devices)
         self.strategy = Strategy(*parse_strategy(strategy), devices=self.devices,
                                  device_type=arguments.resolve_device(self.accelerator).type)
@@ -148,6 +153,9 @@ class Trainer(CheckpointMixin):
             BaseTrainLoop)
         self.val_loop_cls = arguments.check_loop_class("val_loop", val_loop, ValLoop)
         self.test_loop_cls = arguments.check_loop_class("test_loop", test_loop, TestLoop)
+        self.num_sanity_val_batches = arguments.check_non_negative_int(
+            "num_sanity_val_batches", num_sanity_val_batches)
+        self.sanity_checking = False  # True while the sanity pass runs
         self.state = TrainState(max_epochs=max_epochs, max_iters=max_iters)
         self.message_hub = MessageHub()
         self.timestamp = time.strftime("%Y%m%d_%H%M%S")
@@ -245,6 +253,7 @@ class Trainer(CheckpointMixin):
             else self.train_dataloader
         if model is None:
             raise TypeError("fit() needs a model: fit(model, train_dataloader)")
+        arguments.check_run_length(*self._run_length, required=True)
         self.check_work_dir_is_free(ckpt_path)
         self._set_model(model)
         self.train_dataloader = arguments.check_dataloader("train_dataloader", train_dataloader)
@@ -283,6 +292,7 @@ class Trainer(CheckpointMixin):
                 f"{self.state.max_iters} iterations done): nothing to train; raise "
                 f"{'max_epochs' if self.by_epoch else 'max_iters'} to continue it", stacklevel=2)
         else:
+            run_sanity_check(self, self.train_loop.val_loop)
             self.train_loop.run()
         self.call_hook("after_run")
         return self.model

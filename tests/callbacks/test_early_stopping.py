@@ -19,7 +19,8 @@ QUIET = {"progress": None, "logger": None}
 class Scripted(ToyNet):
     """Validation returns the next planned ``score`` (one validation batch per validation).
 
-    The count is a buffer, so it is checkpointed and a resumed run continues the script.
+    The count is a buffer, so it is checkpointed and a resumed run continues the script. The
+    sanity pass would count too, so the tests that follow the script switch it off.
     """
 
     def __init__(self, scores):
@@ -46,7 +47,7 @@ def early_stopping(**kwargs):
 def test_epoch_based_stops_after_the_deciding_validation(work_dir, capsys):
     stopper = early_stopping()
     model = Scripted(SCORES)
-    trainer = Trainer(max_epochs=10, work_dir=work_dir, callbacks=[stopper],
+    trainer = Trainer(num_sanity_val_batches=0, max_epochs=10, work_dir=work_dir, callbacks=[stopper],
                       default_callbacks={"progress": None})
     trainer.fit(model, toy_loader(n=16), toy_loader(n=8))  # 2 iterations per epoch
     assert int(model.validations) == 4
@@ -60,7 +61,7 @@ def test_epoch_based_stops_after_the_deciding_validation(work_dir, capsys):
 
 def test_iteration_based_stops_at_the_validation_iteration(work_dir):
     model = Scripted(SCORES)
-    trainer = Trainer(max_iters=100, val_interval=3, work_dir=work_dir,
+    trainer = Trainer(num_sanity_val_batches=0, max_iters=100, val_interval=3, work_dir=work_dir,
                       callbacks=[early_stopping()], default_callbacks=QUIET)
     trainer.fit(model, toy_loader(n=16), toy_loader(n=8))
     assert int(model.validations) == 4
@@ -85,7 +86,8 @@ class SaveAfterValidation(Callback):
 
 def test_resume_continues_the_count(tmp_path):
     path = str(tmp_path / "after_val_3.pth")
-    first = Trainer(max_epochs=10, work_dir=str(tmp_path / "a"), default_callbacks=QUIET,
+    first = Trainer(num_sanity_val_batches=0, max_epochs=10, work_dir=str(tmp_path / "a"),
+                    default_callbacks=QUIET,
                     callbacks=[early_stopping(), SaveAfterValidation(path, after=3)])
     first.fit(Scripted(SCORES), toy_loader(n=16), toy_loader(n=8))
     saved = load_checkpoint(path)["callbacks"]
@@ -93,7 +95,8 @@ def test_resume_continues_the_count(tmp_path):
 
     stopper = early_stopping()
     model = Scripted(SCORES)
-    resumed = Trainer(max_epochs=10, work_dir=str(tmp_path / "b"), callbacks=[stopper],
+    resumed = Trainer(num_sanity_val_batches=0, max_epochs=10, work_dir=str(tmp_path / "b"),
+                      callbacks=[stopper],
                       resume=True, load_from=path, default_callbacks=QUIET)
     resumed.fit(model, toy_loader(n=16), toy_loader(n=8))
     assert int(model.validations) == 4 and resumed.epoch == 4  # as if never interrupted
@@ -109,7 +112,8 @@ def test_resume_continues_the_count(tmp_path):
 ])
 def test_threshold_finite_and_delta(work_dir, kwargs, scores, validations):
     model = Scripted(scores)
-    trainer = Trainer(max_epochs=10, work_dir=work_dir, callbacks=[early_stopping(**kwargs)],
+    trainer = Trainer(num_sanity_val_batches=0, max_epochs=10, work_dir=work_dir,
+                      callbacks=[early_stopping(**kwargs)],
                       default_callbacks=QUIET)
     trainer.fit(model, toy_loader(n=16), toy_loader(n=8))
     assert int(model.validations) == validations
@@ -119,51 +123,34 @@ def test_rule_less_inferred_from_a_loss_name_and_val_prefix(work_dir):
     stopper = EarlyStoppingCallback(monitor="val/loss", min_delta=0.05, patience=1)
     assert (stopper.monitor, stopper.rule) == ("loss", "less")
     model = Scripted([0.9, 0.8, 0.78, 0.5])
-    trainer = Trainer(max_epochs=10, work_dir=work_dir, callbacks=[stopper],
+    trainer = Trainer(num_sanity_val_batches=0, max_epochs=10, work_dir=work_dir, callbacks=[stopper],
                       default_callbacks=QUIET)
     trainer.fit(model, toy_loader(n=16), toy_loader(n=8))
     assert int(model.validations) == 3 and stopper.best_score == pytest.approx(0.8)
 
 
-def test_missing_monitor(work_dir, tmp_path):
-    trainer = Trainer(max_epochs=2, work_dir=work_dir, default_callbacks=QUIET,
+def test_missing_monitor_fails_before_training_strict_or_not(work_dir, tmp_path):
+    for i, strict in enumerate((True, False)):
+        trainer = Trainer(max_epochs=2, work_dir=str(tmp_path / str(i)), default_callbacks=QUIET,
+                          callbacks=[EarlyStoppingCallback(monitor="val_score", rule="greater",
+                                                         strict=strict)])
+        with pytest.raises(ValueError, match=r"EarlyStoppingCallback monitors 'val_score', but "
+                                             r"validation returns \['loss', 'score'\]\. Did you "
+                                             r"mean 'score'\?"):
+            trainer.fit(Scripted(SCORES), toy_loader(n=16), toy_loader(n=8))
+        assert trainer.iter == 0 and not list(tmp_path.glob(f"{i}/*.pth"))
+
+
+def test_missing_monitor_without_sanity_pass(work_dir, tmp_path):
+    trainer = Trainer(num_sanity_val_batches=0, max_epochs=2, work_dir=work_dir,
+                      default_callbacks=QUIET,
                       callbacks=[EarlyStoppingCallback(monitor="accuracy", strict=True)])
     with pytest.raises(ValueError, match=r"monitors 'accuracy', which is not among the "
                                          r"validation metrics \['loss', 'score'\] \(strict=True\)"):
         trainer.fit(Scripted(SCORES), toy_loader(n=16), toy_loader(n=8))
-    lenient = Trainer(max_epochs=2, work_dir=str(tmp_path / "b"), default_callbacks=QUIET,
+    lenient = Trainer(num_sanity_val_batches=0, max_epochs=2, work_dir=str(tmp_path / "b"),
+                      default_callbacks=QUIET,
                       callbacks=[EarlyStoppingCallback(monitor="accuracy")])
     with pytest.warns(UserWarning, match="not among the validation metrics"):
         lenient.fit(Scripted(SCORES), toy_loader(n=16), toy_loader(n=8))
     assert lenient.epoch == 2
-
-
-def test_standalone_validation_decides_nothing(work_dir):
-    stopper = early_stopping(patience=1)
-    trainer = Trainer(max_epochs=1, work_dir=work_dir, callbacks=[stopper],
-                      default_callbacks=QUIET)
-    model = Scripted([0.5, 0.1, 0.1])
-    trainer.fit(model, toy_loader(n=16), toy_loader(n=8))
-    trainer.validate()
-    assert stopper.wait_count == 0 and not trainer.stop_training
-
-
-def test_mmengine_name_in_a_dict(work_dir):
-    trainer = Trainer(max_iters=2, work_dir=work_dir, default_callbacks=QUIET, callbacks=[
-        dict(type="EarlyStoppingHook", monitor="accuracy", patience=3)])
-    (stopper,) = [cb for cb in trainer.callbacks if isinstance(cb, EarlyStoppingCallback)]
-    assert (stopper.rule, stopper.patience, stopper.min_delta, stopper.priority) == (
-        "greater", 3, 0.1, "LOWEST")
-
-
-@pytest.mark.parametrize(("kwargs", "error", "match"), [
-    ({"monitor": "f"}, ValueError, "cannot infer whether 'f' should grow or shrink"),
-    ({"monitor": "acc", "rule": "max"}, ValueError, "rule must be 'greater', 'less' or None"),
-    ({"monitor": "acc", "min_delta": -1}, ValueError, "min_delta must be a number >= 0"),
-    ({"monitor": "acc", "patience": -1}, ValueError, "patience must be an int >= 0"),
-    ({"monitor": "acc", "stopping_threshold": "0.9"}, TypeError, "stopping_threshold must be"),
-    ({"monitor": None}, TypeError, "monitor must be a metric name"),
-])
-def test_bad_arguments(kwargs, error, match):
-    with pytest.raises(error, match=match):
-        EarlyStoppingCallback(**kwargs)

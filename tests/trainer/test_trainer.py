@@ -14,7 +14,6 @@ QUIET = {"progress": None, "logger": None}
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({}, "exactly one of max_epochs"),
     ({"max_epochs": 2, "max_iters": 10}, "exactly one of max_epochs"),
     ({"max_epochs": 0}, "max_epochs must be a positive int, got 0"),
     ({"max_iters": -5}, "max_iters must be a positive int, got -5"),

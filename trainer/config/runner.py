@@ -62,8 +62,8 @@ class RunnerSpec:
         build_train_dataloader, build_val_dataloader, build_test_dataloader: return a loader.
         notes: fields accepted without effect, and other remarks, one line each.
         pending: mapped fields that need a Trainer feature that does not exist yet.
-        trainable: whether the config has a ``train_cfg`` (without one, ``max_epochs=1`` is a
-            placeholder and only ``validate``/``test`` make sense).
+        trainable: whether the config has a ``train_cfg`` (without one the Trainer has no run
+            length and only ``validate``/``test``/``predict`` make sense).
     """
 
     trainer_kwargs: dict[str, Any]
@@ -159,7 +159,6 @@ class _Mapper:
             self.kwargs.update(train_loop_kwargs(cfg, self.modules))
             return
         self.trainable = False
-        self.kwargs["max_epochs"] = 1  # a placeholder: the Trainer needs a run length
         self.notes.append("no train_cfg: the trainer can validate and test; fit() needs a "
                           "train_cfg such as dict(by_epoch=True, max_epochs=12)")
 

@@ -1,0 +1,95 @@
+"""The sanity pass: a few validation batches before the first training iteration.
+
+Mistakes that would otherwise surface at the first validation, an epoch or a thousand iterations
+into a run (a model whose ``val_step`` output the evaluator cannot take, a ``save_best`` or
+``monitor`` name the evaluator never returns), fail within a second. The pass leaves no trace:
+no callback hook fires, the RNG streams are restored, the evaluator is reset, the counters, the
+message hub and the logs are untouched, and the model goes back to training mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from trainer.randomness import preserve_rng
+from trainer.suggestions import did_you_mean
+
+if TYPE_CHECKING:
+    from trainer.loops import ValLoop
+    from trainer.trainer import Trainer
+
+
+def run_sanity_check(trainer: Trainer, val_loop: ValLoop | None) -> dict[str, Any] | None:
+    """Run ``trainer.num_sanity_val_batches`` validation batches and check monitored metrics.
+
+    Returns the metrics of the pass (``None`` when it did not run: no validation loader, or
+    ``num_sanity_val_batches=0``).
+    """
+    if val_loop is None or not trainer.num_sanity_val_batches:
+        return None
+    metrics = evaluate_batches(trainer, val_loop, trainer.num_sanity_val_batches)
+    check_monitored_metrics(trainer.callbacks, metrics)
+    return metrics
+
+
+def evaluate_batches(trainer: Trainer, val_loop: ValLoop, num_batches: int) -> dict[str, Any]:
+    """``val_step`` and the evaluator over the first ``num_batches`` batches, without hooks."""
+    model, evaluator = trainer.model, val_loop.evaluator
+    was_training = model.training
+    trainer.sanity_checking = True
+    model.eval()
+    evaluator.to(trainer.device)
+    evaluator.reset()
+    try:
+        with preserve_rng(), torch.no_grad():
+            for data_batch in first_batches(val_loop.dataloader, num_batches):
+                with trainer.autocast():
+                    outputs = trainer.wrapped_model.val_step(data_batch)
+                evaluator.process(data_batch=data_batch, outputs=outputs)
+            return evaluator.evaluate()
+    finally:
+        evaluator.reset()
+        model.train(was_training)
+        trainer.sanity_checking = False
+
+
+def first_batches(dataloader: Iterable, num_batches: int) -> list[Any]:
+    """The first ``num_batches`` batches (fewer when the loader is shorter)."""
+    iterator = iter(dataloader)
+    batches = []
+    for _ in range(num_batches):
+        try:
+            batches.append(next(iterator))
+        except StopIteration:
+            break
+    del iterator  # shut down loader workers now, not at some later garbage collection
+    return batches
+
+
+def monitored_metrics(callbacks: Iterable[Any]) -> list[tuple[Any, str]]:
+    """``(callback, name)`` for every validation metric a callback declares it needs.
+
+    A callback declares them with a ``monitored_metrics`` property (names as the evaluator
+    returns them; a ``"val/"`` prefix is accepted, ``"train/..."`` names are not validation
+    metrics and are not checked here).
+    """
+    found = []
+    for callback in callbacks:
+        for name in getattr(callback, "monitored_metrics", None) or ():
+            if name.startswith("train/"):
+                continue
+            found.append((callback, name.removeprefix("val/")))
+    return found
+
+
+def check_monitored_metrics(callbacks: Iterable[Any], metrics: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for a monitored name the validation did not return."""
+    for callback, name in monitored_metrics(callbacks):
+        if name not in metrics:
+            raise ValueError(
+                f"{type(callback).__name__} monitors {name!r}, but validation returns "
+                f"{sorted(metrics) or 'no metrics'}.{did_you_mean(name, metrics)} (found by the "
+                "sanity check before training; num_sanity_val_batches=0 switches it off)")
