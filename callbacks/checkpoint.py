@@ -9,6 +9,7 @@ import fsspec
 from trainer.callbacks.base import Callback
 
 from trainer import checkpoint, dist
+from trainer.checkpoint.io import BEST_CHECKPOINT
 
 _GREATER_KEYS = ("acc", "top", "ap", "auc", "precision", "recall", "f1", "iou", "psnr", "ssim")
 _LESS_KEYS = ("loss", "error", "err", "mse", "mae", "rmse")
@@ -134,6 +135,8 @@ class CheckpointCallback(Callback):
             path = f"{prefix}{done}.pth"
             self.best_ckpt_paths[name] = path
             self._save(trainer, path)
+            if name == names[0] and dist.is_main_process():  # for ckpt_path="best" later
+                checkpoint.write_last_checkpoint(trainer.work_dir, path, BEST_CHECKPOINT)
             self._remove_older_best(prefix, path)
 
     @staticmethod

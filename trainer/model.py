@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -133,11 +134,89 @@ class BaseModel(nn.Module):
 
 def run_forward(module: nn.Module, data: Any, mode: str) -> Any:
     """Call ``module`` on a batch: a dict as keywords, a list or tuple as positional arguments."""
-    if isinstance(data, dict):
-        return module(**data, mode=mode)
-    if isinstance(data, (list, tuple)):
-        return module(*data, mode=mode)
-    return module(data, mode=mode)
+    try:
+        if isinstance(data, dict):
+            return module(**data, mode=mode)
+        if isinstance(data, (list, tuple)):
+            return module(*data, mode=mode)
+        return module(data, mode=mode)
+    except TypeError as err:
+        mismatch = batch_mismatch(module, data, mode)
+        if mismatch:
+            raise TypeError(mismatch) from err
+        raise
+
+
+def batch_mismatch(module: nn.Module, data: Any, mode: str) -> str:
+    """Why ``forward`` cannot take this batch, or ``""`` when it can (the error was elsewhere).
+
+    Only called after a ``TypeError``, so a batch costs no signature inspection.
+    """
+    try:
+        signature = inspect.signature(module.forward)
+    except (TypeError, ValueError):
+        return ""
+    args, kwargs = ((), dict(data)) if isinstance(data, dict) else (
+        (tuple(data), {}) if isinstance(data, (list, tuple)) else ((data,), {}))
+    try:
+        signature.bind(*args, **kwargs, mode=mode)
+    except TypeError as err:
+        name = f"{type(module).__name__}.forward{signature}"
+        if isinstance(data, dict):
+            return (f"a dict batch is passed to forward as keyword arguments: keys "
+                    f"{sorted(data)} + mode, but {name} ({err}). Rename the keys (in the "
+                    "data set, or a data_preprocessor) to forward's parameter names, or name "
+                    "forward's parameters after the keys")
+        kind = (f"a list/tuple batch is passed as {len(args)} positional arguments"
+                if isinstance(data, (list, tuple)) else
+                "a batch that is neither a dict nor a list/tuple is passed as one argument")
+        return f"{kind} + mode, but {name} ({err})"
+    return ""
+
+
+_TWO_WAYS = """Write the model in one of two ways:
+  1. forward(self, x, y=None, mode="tensor"): return {"loss": loss} when mode == "loss" and
+     (preds, target) when mode == "predict"; the default train_step/val_step call it;
+  2. keep your own step methods: override train_step(self, data, optim_wrapper) (compute the
+     loss, call optim_wrapper.update_params(loss), return {"loss": loss.detach()}) and
+     val_step(self, data) (return what the evaluator takes)."""
+
+
+def check_model(model: nn.Module) -> None:
+    """Refuse a model whose default steps would call a ``forward`` that takes no ``mode``."""
+    cls = type(model)
+    defaults = [name for name in ("train_step", "val_step")
+                if getattr(cls, name, None) is getattr(BaseModel, name)]
+    if not defaults:
+        return
+    forward = cls.forward
+    if forward is nn.Module.forward:
+        problem = "has no forward()"
+    else:
+        try:
+            parameters = inspect.signature(forward).parameters.values()
+        except (TypeError, ValueError):
+            return
+        if any(p.name == "mode" or p.kind is p.VAR_KEYWORD for p in parameters):
+            return
+        problem = "has a forward() without a mode parameter"
+    lightning = (" and defines training_step (Lightning's name, never called here)"
+                 if hasattr(cls, "training_step") else "")
+    raise TypeError(f"{cls.__name__} {problem}{lightning}, but the default "
+                    f"{' and '.join(defaults)} call forward(..., mode=...). {_TWO_WAYS}")
+
+
+def check_train_step(model: nn.Module, optim_wrapper: Any) -> None:
+    """Several optimizers need the model's own ``train_step``: the default updates one."""
+    from trainer.optim import OptimWrapperDict
+
+    if isinstance(optim_wrapper, OptimWrapperDict) and type(model).train_step is \
+            BaseModel.train_step:
+        raise TypeError(
+            f"{type(model).__name__} has several optimizers ({list(optim_wrapper.keys())}) but "
+            "uses the default train_step, which updates one: override train_step(self, data, "
+            "optim_wrapper) and call optim_wrapper[name].update_params(loss) for each (see "
+            "docs/model.md, 'Several optimizers')")
 
 
 def _check_scalar(key: str, value: Any) -> torch.Tensor:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from trainer.model import check_train_step
 from trainer.randomness import preserve_rng
 from trainer.suggestions import did_you_mean
 
@@ -22,12 +23,14 @@ if TYPE_CHECKING:
     from trainer.trainer import Trainer
 
 
-def run_sanity_check(trainer: Trainer, val_loop: ValLoop | None) -> dict[str, Any] | None:
-    """Run ``trainer.num_sanity_val_batches`` validation batches and check monitored metrics.
+def check_before_training(trainer: Trainer, val_loop: ValLoop | None) -> dict[str, Any] | None:
+    """Check the model against its optimizers, then run ``trainer.num_sanity_val_batches``
+    validation batches and check the metrics that callbacks monitor.
 
     Returns the metrics of the pass (``None`` when it did not run: no validation loader, or
     ``num_sanity_val_batches=0``).
     """
+    check_train_step(trainer.model, trainer.optim_wrapper)
     if val_loop is None or not trainer.num_sanity_val_batches:
         return None
     metrics = evaluate_batches(trainer, val_loop, trainer.num_sanity_val_batches)

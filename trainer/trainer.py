@@ -27,9 +27,10 @@ from trainer.loops import (
     ValLoop,
 )
 from trainer.message_hub import MessageHub
+from trainer.model import check_model
 from trainer.optim import build_optim_wrapper_for, scale_lr
 from trainer.randomness import set_random_seed
-from trainer.sanity import run_sanity_check
+from trainer.sanity import check_before_training
 from trainer.schedulers import build_param_schedulers
 from trainer.state import TrainState
 from trainer.suggestions import check_keywords, keyword_names
@@ -243,10 +244,12 @@ class Trainer(CheckpointMixin):
         return trainer
 
     def fit(self, model: nn.Module | None = None, train_dataloader: Iterable | None = None,
-            val_dataloader: Iterable | None = None, ckpt_path: str | None = None) -> nn.Module:
+            val_dataloader: Iterable | None = None, ckpt_path: str | None = None) -> None:
         """Train ``model`` to ``max_epochs``/``max_iters``; ``ckpt_path`` resumes from a file.
 
-        ``model`` and the loaders default to those of ``from_config``.
+        ``model`` and the loaders default to those of ``from_config``. Returns ``None`` (the
+        model, the caller's object, holds the trained weights), so a notebook cell ending in
+        ``fit(...)`` shows nothing.
         """
         model = model if model is not None else self.model
         train_dataloader = train_dataloader if train_dataloader is not None \
@@ -262,7 +265,7 @@ class Trainer(CheckpointMixin):
         if self.strategy.needs_spawn:
             self._adopt_worker_result(launch.run_workers(
                 self, self.devices, "fit", (model, train_dataloader, val_dataloader, ckpt_path)))
-            return self.model
+            return
         self.wrapped_model = self.strategy.wrap_model(self.model, self.device)
         self.optim_wrapper, model_schedulers = build_optim_wrapper_for(
             self._optim_wrapper_cfg, self.model, self.precision, self.device.type)
@@ -292,10 +295,9 @@ class Trainer(CheckpointMixin):
                 f"{self.state.max_iters} iterations done): nothing to train; raise "
                 f"{'max_epochs' if self.by_epoch else 'max_iters'} to continue it", stacklevel=2)
         else:
-            run_sanity_check(self, self.train_loop.val_loop)
+            check_before_training(self, self.train_loop.val_loop)
             self.train_loop.run()
         self.call_hook("after_run")
-        return self.model
 
     def validate(self, model: nn.Module | None = None, dataloader: Iterable | None = None,
                  ckpt_path: str | None = None) -> dict[str, Any]:
@@ -329,6 +331,7 @@ class Trainer(CheckpointMixin):
             raise TypeError(
                 "model must be a trainer.BaseModel (an nn.Module with train_step/val_step), "
                 f"got {type(model).__name__}")
+        check_model(model)
         self.model = model.to(self.device)
         self.wrapped_model = self.model
 

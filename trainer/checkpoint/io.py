@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 LAST_CHECKPOINT = "last_checkpoint"
+BEST_CHECKPOINT = "best_checkpoint"  # the latest best checkpoint of the first save_best metric
 
 
 def join(base: str, *parts: str) -> str:
@@ -89,18 +90,18 @@ def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], stri
     model.load_state_dict(state_dict, strict=False)
 
 
-def write_last_checkpoint(work_dir: str, path: str) -> None:
-    """Point ``work_dir/last_checkpoint`` at ``path`` (written atomically like a checkpoint)."""
-    fs, pointer = fsspec.core.url_to_fs(join(work_dir, LAST_CHECKPOINT))
+def write_last_checkpoint(work_dir: str, path: str, name: str = LAST_CHECKPOINT) -> None:
+    """Point ``work_dir/last_checkpoint`` (or ``name``) at ``path``, atomically."""
+    fs, pointer = fsspec.core.url_to_fs(join(work_dir, name))
     fs.makedirs(posixpath.dirname(pointer), exist_ok=True)
     tmp = f"{pointer}.tmp-{uuid.uuid4().hex[:8]}"
     fs.pipe_file(tmp, str(path).encode())
     fs.mv(tmp, pointer)
 
 
-def read_last_checkpoint(work_dir: str) -> str | None:
-    """The path ``work_dir/last_checkpoint`` points at, ``None`` when there is none."""
-    fs, pointer = fsspec.core.url_to_fs(join(work_dir, LAST_CHECKPOINT))
+def read_last_checkpoint(work_dir: str, name: str = LAST_CHECKPOINT) -> str | None:
+    """The path ``work_dir/last_checkpoint`` (or ``name``) points at, ``None`` when none."""
+    fs, pointer = fsspec.core.url_to_fs(join(work_dir, name))
     if not fs.exists(pointer):
         return None
     return fs.cat_file(pointer).decode().strip() or None

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import posixpath
+import re
 import time
 import warnings
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import fsspec
 import torch
 
 from trainer import checkpoint, dist
+from trainer.checkpoint.io import BEST_CHECKPOINT
 from trainer.randomness import get_rng_state, set_rng_state
 from trainer.state import TrainState
 
@@ -118,16 +122,31 @@ class CheckpointMixin:
                 raise ValueError(f"ckpt_path='last' but {self.work_dir} has no last_checkpoint")
             return last
         if ckpt_path == "best":
-            from trainer.callbacks.checkpoint import CheckpointCallback
-
-            best = [p for cb in self.callbacks.get(CheckpointCallback)
-                    for p in cb.best_ckpt_paths.values()]
-            if not best:
-                raise ValueError(
-                    "ckpt_path='best' but no best checkpoint exists: set "
-                    "default_callbacks={'checkpoint': {'save_best': 'auto'}} and validate")
-            return best[0]
+            return self._best_checkpoint()
         return ckpt_path
+
+    def _best_checkpoint(self) -> str:
+        """This run's best checkpoint, else the ``best_checkpoint`` pointer, else the newest
+        ``best_*.pth`` file in ``work_dir`` (so a new process finds a finished run's best)."""
+        from trainer.callbacks.checkpoint import CheckpointCallback
+
+        best = [p for cb in self.callbacks.get(CheckpointCallback)
+                for p in cb.best_ckpt_paths.values()]
+        if best:
+            return best[0]
+        pointed = checkpoint.read_last_checkpoint(self.work_dir, BEST_CHECKPOINT)
+        if pointed is not None:
+            return pointed
+        fs, root = fsspec.core.url_to_fs(self.work_dir)
+        files = fs.glob(f"{root}/best_*.pth")
+        if not files:
+            raise ValueError(
+                f"ckpt_path='best' but {self.work_dir} holds no best checkpoint (no "
+                "best_checkpoint pointer, no best_*.pth): they are written during fit by "
+                "default_callbacks={'checkpoint': {'save_best': '<metric>'}} with a "
+                "val_dataloader; ckpt_path='last' or a path also work")
+        newest = max(files, key=lambda f: int(re.sub(r"\D", "", f.rsplit("_", 1)[-1]) or 0))
+        return checkpoint.join(self.work_dir, posixpath.basename(newest))
 
     def resume(self, path: str) -> None:
         """Restore model, optimizer, schedulers, callbacks, counters, data position and RNG."""
