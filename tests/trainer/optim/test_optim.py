@@ -736,7 +736,7 @@ def test_build_several_optimizers_over_submodules():
     (dict(type="SGD", optimizer=dict(type="SGD", lr=0.1)), TypeError,
      r"optim_wrapper type 'SGD' is not an OptimWrapper class.*put it under optimizer="),
     (dict(optimizer=dict(type="SGD", lr=0.1), accumulate=2), TypeError,
-     r"optim_wrapper OptimWrapper does not take 'accumulate'"),
+     r"optim_wrapper: OptimWrapper does not take 'accumulate'"),
     (dict(optimizer=dict(type="SGD", lr=0.1), accumulative_counts=0), ValueError,
      r"accumulative_counts must be >= 1, got 0"),
     (dict(optimizer=dict(type="SGD", lr=0.1), clip_grad=dict(max_norm=None)), ValueError,
