@@ -9,6 +9,7 @@ import fsspec
 from trainer.callbacks.base import Callback
 
 from trainer import checkpoint, dist
+from trainer.arguments import is_int
 
 _GREATER_KEYS = ("acc", "top", "ap", "auc", "precision", "recall", "f1", "iou", "psnr", "ssim")
 _LESS_KEYS = ("loss", "error", "err", "mse", "mae", "rmse")
@@ -49,9 +50,9 @@ class CheckpointCallback(Callback):
                  save_begin: int = 0, filename_tmpl: str | None = None,
                  priority: int | str | None = None) -> None:
         super().__init__(priority)
-        if not isinstance(interval, int) or interval == 0 or interval < -1:
+        if not is_int(interval) or interval == 0 or interval < -1:
             raise ValueError(f"interval must be a positive int or -1, got {interval!r}")
-        if not isinstance(max_keep_ckpts, int) or max_keep_ckpts == 0 or max_keep_ckpts < -1:
+        if not is_int(max_keep_ckpts) or max_keep_ckpts == 0 or max_keep_ckpts < -1:
             raise ValueError(f"max_keep_ckpts must be a positive int or -1, got {max_keep_ckpts!r}")
         self.interval, self.by_epoch, self.max_keep_ckpts = interval, by_epoch, max_keep_ckpts
         self.save_last, self.save_begin = save_last, save_begin

@@ -137,7 +137,7 @@ class Trainer(CheckpointMixin):
                                  device_type=arguments.resolve_device(self.accelerator).type)
         self.auto_scale_lr = arguments.check_auto_scale_lr(auto_scale_lr)
         self.log_interval = arguments.check_positive_int("log_interval", log_interval)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        if seed is not None and not arguments.is_int(seed):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self._randomness = (seed, deterministic, diff_rank_seed)
         self.setup_distributed()
