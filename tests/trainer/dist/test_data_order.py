@@ -105,3 +105,4 @@ def test_torchrun(tmp_path):
                     script_args=[order_scenarios.__file__, str(tmp_path)])
     assert proc.returncode == 0, proc.stderr[-3000:]
     check_matrix(tmp_path, 2)
+    assert "broadcast_buffers" not in proc.stderr  # no deprecation warning from DDP

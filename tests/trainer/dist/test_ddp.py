@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader
 from trainer.callbacks import Callback
 from tests.conftest import ToyNet, accuracy, toy_dataset, toy_loader
 from trainer import Trainer
+from trainer.dist.ddp import wrap_model
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="torch.distributed is not available")
@@ -41,6 +43,7 @@ def test_devices_2_matches_one_process_with_the_doubled_batch(tmp_path):
                      default_callbacks=QUIET)
     single.fit(reference, toy_loader(n=96, batch_size=16))
     assert ddp.iter == 6 and ddp.epoch == 1  # 48 samples per rank = 6 batches of 8
+    assert (ddp.world_size, ddp.rank) == (2, 0)  # the caller stands in for rank zero
     for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), name
     assert not torch.equal(model.body[0].weight, ToyNet().body[0].weight)
@@ -267,3 +270,23 @@ def test_custom_train_step_with_two_optimizers_under_ddp(tmp_path):
         assert torch.allclose(a, b, atol=1e-6), name
     saved = torch.load(str(tmp_path / "ddp" / "iter_6.pth"), weights_only=True)["state_dict"]
     assert saved.keys() == model.state_dict().keys()  # no "module." in the checkpoint
+
+
+@pytest.fixture
+def one_rank_group():
+    """A real gloo process group of one rank, for wrapping a model in DDP in this process."""
+    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0,
+                                         world_size=1)
+    yield
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("broadcast_buffers", [True, False])
+@pytest.mark.parametrize("model_cls", [ToyNet, TwoHeads])
+def test_ddp_wrapping_uses_the_current_buffer_sync_argument(one_rank_group, broadcast_buffers,
+                                                            model_cls):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch 2.13 warns that broadcast_buffers is deprecated
+        wrapped = wrap_model(model_cls(), torch.device("cpu"), broadcast_buffers=broadcast_buffers)
+    ddps = [wrapped] if model_cls is ToyNet else list(wrapped.wrappers.values())
+    assert ddps and all(d.broadcast_buffers is broadcast_buffers for d in ddps)
