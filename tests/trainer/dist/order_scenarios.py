@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+from trainer.callbacks import Callback
 
 from tests.conftest import ToyNet, toy_dataset
 from trainer import Trainer
-from trainer.callbacks import Callback
 
 SAMPLES = 16
 BATCH = 4

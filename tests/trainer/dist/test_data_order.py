@@ -8,18 +8,15 @@ resumed mid-epoch} runs the scenarios of ``order_scenarios.py`` over a plain
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from tests.trainer.dist import order_scenarios
+from tests.trainer.dist.launchers import torchrun
 from tests.trainer.dist.order_scenarios import CUT, SAMPLES
 
-REPO = Path(__file__).resolve().parents[3]
 KINDS = ("epoch", "iter")
 
 
@@ -91,18 +88,9 @@ def test_devices_2(tmp_path):
     check_matrix(tmp_path, 2)
 
 
-def torchrun(*launcher_args: str, script_args: list[str], timeout: float = 180) -> \
-        subprocess.CompletedProcess:
-    """``python -m torch.distributed.run`` on this repository, with a bounded wall time."""
-    return subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", *launcher_args, *script_args],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
-
-
+@pytest.mark.slow
 def test_torchrun(tmp_path):
-    proc = torchrun("--nproc_per_node=2", "--rdzv-backend=c10d", "--rdzv-endpoint=127.0.0.1:0",
-                    script_args=[order_scenarios.__file__, str(tmp_path)])
+    proc = torchrun(order_scenarios.__file__, str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     check_matrix(tmp_path, 2)
     assert "broadcast_buffers" not in proc.stderr  # no deprecation warning from DDP
