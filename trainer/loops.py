@@ -84,9 +84,12 @@ class BaseTrainLoop:
     def new_iterator(self) -> Iterator:
         """An iterator over the loader that starts at the current data position.
 
-        Mid-epoch (after a resume) the epoch's random draws were made before the checkpoint,
-        so creating the iterator must not draw again: it runs with the RNG state preserved.
+        The sampler learns the epoch first (a ``DistributedSampler`` shuffles by it), on the
+        loader iterated here, not the user's, which the strategy may have rebuilt. Mid-epoch
+        (after a resume) the epoch's random draws were made before the checkpoint, so creating
+        the iterator must not draw again: it runs with the RNG state preserved.
         """
+        set_sampler_epoch(self.dataloader, self.trainer.epoch)
         done = self.trainer.state.batch_idx
         if not done:
             return iter(self.dataloader)
@@ -164,7 +167,6 @@ class IterBasedTrainLoop(BaseTrainLoop):
     def next_batch(self) -> Any:
         """The next batch, starting a new pass over the loader when the last one ran out."""
         if self._iterator is None:
-            set_sampler_epoch(self.dataloader, self.trainer.epoch)
             self._iterator = self.new_iterator()
         try:
             return next(self._iterator)

@@ -188,12 +188,15 @@ class Trainer(CheckpointMixin):
         """What rank zero of spawned workers hands back to the calling process."""
         return {"state_dict": {k: v.cpu() for k, v in self.model.state_dict().items()},
                 "state": {k: getattr(self.state, k) for k in ("epoch", "iter", "batch_idx")},
+                "world_size": self.world_size,
                 "message_hub": self.message_hub.state_dict(),
                 "callbacks": {key: cb.state_dict() for key, cb in
                               zip(callback_keys(self.callbacks), self.callbacks)}}
 
     def _adopt_worker_result(self, result: dict[str, Any]) -> None:
+        """The caller takes rank zero's place: its weights, state, and how many ranks trained."""
         self.model.load_state_dict(result["state_dict"])
+        self.rank, self.world_size = 0, result["world_size"]
         for key, value in result["state"].items():
             setattr(self.state, key, value)
         self.message_hub.load_state_dict(result["message_hub"])
