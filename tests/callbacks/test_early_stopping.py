@@ -154,3 +154,34 @@ def test_missing_monitor_without_sanity_pass(work_dir, tmp_path):
     with pytest.warns(UserWarning, match="not among the validation metrics"):
         lenient.fit(Scripted(SCORES), toy_loader(n=16), toy_loader(n=8))
     assert lenient.epoch == 2
+
+
+def test_standalone_validation_decides_nothing(work_dir):
+    stopper = early_stopping(patience=1)
+    trainer = Trainer(max_epochs=1, work_dir=work_dir, callbacks=[stopper],
+                      default_callbacks=QUIET)
+    model = Scripted([0.5, 0.1, 0.1])
+    trainer.fit(model, toy_loader(n=16), toy_loader(n=8))
+    trainer.validate()
+    assert stopper.wait_count == 0 and not trainer.stop_training
+
+
+def test_mmengine_name_in_a_dict(work_dir):
+    trainer = Trainer(max_iters=2, work_dir=work_dir, default_callbacks=QUIET, callbacks=[
+        dict(type="EarlyStoppingHook", monitor="accuracy", patience=3)])
+    (stopper,) = [cb for cb in trainer.callbacks if isinstance(cb, EarlyStoppingCallback)]
+    assert (stopper.rule, stopper.patience, stopper.min_delta, stopper.priority) == (
+        "greater", 3, 0.1, "LOWEST")
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"monitor": "f"}, ValueError, "cannot infer whether 'f' should grow or shrink"),
+    ({"monitor": "acc", "rule": "max"}, ValueError, "rule must be 'greater', 'less' or None"),
+    ({"monitor": "acc", "min_delta": -1}, ValueError, "min_delta must be a number >= 0"),
+    ({"monitor": "acc", "patience": -1}, ValueError, "patience must be a non-negative int"),
+    ({"monitor": "acc", "stopping_threshold": "0.9"}, TypeError, "stopping_threshold must be"),
+    ({"monitor": None}, TypeError, "monitor must be a metric name"),
+])
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        EarlyStoppingCallback(**kwargs)

@@ -108,7 +108,7 @@ def test_zero_switches_the_sanity_pass_off(work_dir):
     with pytest.raises(ValueError, match="'nope', which is not among"):
         trainer.fit(ToyNet(), toy_loader(n=16), toy_loader(n=16))
     assert counter.started == 2  # found only at the first validation
-    with pytest.raises(ValueError, match="num_sanity_val_batches must be an int >= 0"):
+    with pytest.raises(ValueError, match="num_sanity_val_batches must be a non-negative int"):
         Trainer(num_sanity_val_batches=-1)
 
 
