@@ -32,6 +32,10 @@ _CFG_OPTIONS_HELP = (
     "values are Python literals ([6,8], True, None, 'x') or plain words")
 _BUILD_ERRORS = (ValueError, TypeError, KeyError, ImportError, FileNotFoundError,
                  NotImplementedError, SyntaxError)
+# What a user's mistake raises anywhere in a command (a missing checkpoint, a used work_dir, a
+# misspelt metric found by the sanity pass): one line and exit status 2, unless --debug.
+_USER_ERRORS = (*_BUILD_ERRORS, FileExistsError, FloatingPointError)
+_DEBUG_HELP = "show the full traceback of an error instead of one line"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trainer", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train, test and convert configs with trainer's Trainer.", epilog=_EPILOG)
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     train = commands.add_parser(
@@ -91,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "references, as the Trainer will read it.")
     show.add_argument("config", metavar="CONFIG", help="the config file")
     show.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help=_CFG_OPTIONS_HELP)
+    for command in commands.choices.values():  # also after the command: train cfg.py --debug
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help=_DEBUG_HELP)
     return parser
 
 
@@ -111,11 +119,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     config_log.setLevel(logging.INFO)
     try:
         return _COMMANDS[args.command](args)
-    except _ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (_ConfigError, *_USER_ERRORS) as err:
+        if args.debug:
+            raise
+        print(f"error: {one_line(err)} (--debug shows the traceback)", file=sys.stderr)
         return 2
     finally:
         config_log.removeHandler(handler)
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (a ``KeyError``'s without the quotes ``str`` adds)."""
+    text = err.args[0] if isinstance(err, KeyError) and len(err.args) == 1 else str(err)
+    return " ".join(str(text).split()) or type(err).__name__
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def test_epoch_based_stops_after_the_deciding_validation(work_dir, capsys):
     assert stopper.stopped_at == {"epoch": 4, "iter": 8}
     assert Path(work_dir, "epoch_4.pth").exists() and not Path(work_dir, "epoch_5.pth").exists()
     assert ("Early stopping: score did not improve by 0.01 in the last 2 validations; the best "
-            "value was 0.6000.") in capsys.readouterr().out
+            "score was 0.6000, at epoch 2 (iteration 4).") in capsys.readouterr().out
 
 
 def test_iteration_based_stops_at_the_validation_iteration(work_dir):
@@ -91,7 +91,9 @@ def test_resume_continues_the_count(tmp_path):
                     callbacks=[early_stopping(), SaveAfterValidation(path, after=3)])
     first.fit(Scripted(SCORES), toy_loader(n=16), toy_loader(n=8))
     saved = load_checkpoint(path)["callbacks"]
-    assert saved["EarlyStoppingCallback"] == {"wait_count": 1, "best_score": 0.6}
+    assert saved["EarlyStoppingCallback"] == {"wait_count": 1, "best_score": 0.6,
+                                              "best_value": 0.6,
+                                              "best_at": {"epoch": 2, "iter": 4}}
 
     stopper = early_stopping()
     model = Scripted(SCORES)
@@ -185,3 +187,14 @@ def test_mmengine_name_in_a_dict(work_dir):
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         EarlyStoppingCallback(**kwargs)
+
+
+def test_reports_the_real_best_when_gains_were_below_min_delta(work_dir, capsys):
+    # 0.9405 is the reference; 0.9740 is better, but by less than min_delta=0.1 (the run).
+    stopper = EarlyStoppingCallback(monitor="score", rule="greater", patience=2)
+    trainer = Trainer(num_sanity_val_batches=0, max_epochs=10, work_dir=work_dir,
+                      callbacks=[stopper], default_callbacks={"progress": None})
+    trainer.fit(Scripted([0.9405, 0.9740, 0.96]), toy_loader(n=16), toy_loader(n=8))
+    assert (stopper.best_score, stopper.best_value, stopper.best_at) == (
+        0.9405, 0.974, {"epoch": 2, "iter": 4})
+    assert "the best score was 0.9740, at epoch 2 (iteration 4)." in capsys.readouterr().out
