@@ -120,14 +120,17 @@ class ProgressBarCallback(Callback):
     def _mode(self) -> str:
         mode = detect_mode(sys.stderr) if self.mode == "auto" else self.mode
         if mode == "notebook" and importlib.util.find_spec("ipywidgets") is None:
-            return "plain"  # a text bar redrawn around log lines leaves fragments in a notebook
+            # A text bar redrawn around log lines leaves fragments in a notebook: whole lines,
+            # on stdout with the log lines, so the notebook keeps them in order.
+            return "lines"
         return mode
 
     def _bar(self, total: int | None, desc: str, initial: int = 0, train: bool = True,
              every: int = 0) -> Any:
         mode = self._mode()
-        if mode == "plain":
-            return PlainBar(total, desc, self.plain_interval or every, sys.stderr,
+        if mode in ("plain", "lines"):
+            stream = sys.stdout if mode == "lines" else sys.stderr
+            return PlainBar(total, desc, self.plain_interval or every, stream,
                             initial) if train else None
         kwargs = dict(total=total, desc=desc, initial=initial, leave=train, unit="it",
                       dynamic_ncols=True)

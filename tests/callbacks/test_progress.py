@@ -133,7 +133,7 @@ def test_in_a_notebook_kernel(tmp_path, request):
     assert "mode: notebook" in stdout and "done at 4" in stdout
     assert "Iter(train) [4/4]" in stdout
     # A widget, or whole lines without ipywidgets (a redrawn text bar would leave fragments).
-    assert widgets or ("Train: 4/4 [100%]" in stderr and "\r" not in stderr)
+    assert widgets or ("Train: 4/4 [100%]" in stdout and "\r" not in stdout + stderr)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
