@@ -9,14 +9,9 @@ import torch
 from torch import nn
 from trainer.callbacks.base import Callback
 
+from trainer.compat.wrappers import unwrap_model
+
 AVERAGES = ("ExponentialMovingAverage", "MomentumAnnealingEMA", "StochasticWeightAverage")
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a ``DistributedDataParallel``/``DataParallel`` wrapper."""
-    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        return model.module
-    return model
 
 
 class EMACallback(Callback):
@@ -113,7 +108,7 @@ class EMACallback(Callback):
 
     # Hooks.
     def before_run(self, trainer: Any) -> None:
-        model = unwrap(trainer.model)
+        model = unwrap_model(trainer.model)
         if self.ema_model is None or self._source is not model:
             self._source = model
             self.ema_model = copy.deepcopy(model).requires_grad_(False).eval()
