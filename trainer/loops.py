@@ -58,6 +58,11 @@ class BaseTrainLoop:
         self.val_begin = val_begin
         self.val_interval = val_interval
 
+    # What MMEngine's loops offer a hook (runner.train_loop.iter, ...), read from the state.
+    runner = property(lambda self: self.trainer)
+    epoch = property(lambda self: self.trainer.state.epoch)
+    iter = property(lambda self: self.trainer.state.iter)
+
     def should_validate(self, done: int, total: int | None) -> bool:
         """MMEngine's rule: every ``val_interval`` from ``val_begin``, and at the end."""
         if self.val_loop is None or done < self.val_begin:
@@ -112,6 +117,8 @@ class BaseTrainLoop:
 class EpochBasedTrainLoop(BaseTrainLoop):
     """Train for ``max_epochs`` passes over the loader, validating every ``val_interval`` epochs."""
 
+    max_iters = property(lambda self: self.trainer.state.max_iters)
+
     def __init__(self, trainer: Trainer, dataloader: Iterable, max_epochs: int,
                  val_loop: ValLoop | None = None, val_begin: int = 1, val_interval: int = 1) -> None:
         super().__init__(trainer, dataloader, val_loop, val_begin, val_interval)
@@ -142,6 +149,8 @@ class EpochBasedTrainLoop(BaseTrainLoop):
 
 class IterBasedTrainLoop(BaseTrainLoop):
     """Train for ``max_iters`` batches, restarting the loader (and counting epochs) as it empties."""
+
+    max_epochs = property(lambda self: self.trainer.state.max_epochs)
 
     def __init__(self, trainer: Trainer, dataloader: Iterable, max_iters: int,
                  val_loop: ValLoop | None = None, val_begin: int = 1,
