@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from trainer.callbacks.param_scheduler import iter_schedulers
 from trainer.model import check_train_step
 from trainer.randomness import preserve_rng
 from trainer.suggestions import did_you_mean
@@ -27,14 +28,16 @@ def check_before_training(trainer: Trainer, val_loop: ValLoop | None) -> dict[st
     """Check the model against its optimizers, then run ``trainer.num_sanity_val_batches``
     validation batches and check the metrics that callbacks monitor.
 
-    Returns the metrics of the pass (``None`` when it did not run: no validation loader, or
-    ``num_sanity_val_batches=0``).
+    Metric names come from every callback's ``monitored_metrics`` and every metric-driven
+    scheduler's ``monitor``. Returns the metrics of the pass (``None`` when it did not run: no
+    validation loader, or ``num_sanity_val_batches=0``).
     """
     check_train_step(trainer.model, trainer.optim_wrapper)
     if val_loop is None or not trainer.num_sanity_val_batches:
         return None
     metrics = evaluate_batches(trainer, val_loop, trainer.num_sanity_val_batches)
-    check_monitored_metrics(trainer.callbacks, metrics)
+    check_monitored_metrics(
+        [*trainer.callbacks, *iter_schedulers(trainer.param_schedulers)], metrics)
     return metrics
 
 
@@ -72,25 +75,28 @@ def first_batches(dataloader: Iterable, num_batches: int) -> list[Any]:
     return batches
 
 
-def monitored_metrics(callbacks: Iterable[Any]) -> list[tuple[Any, str]]:
-    """``(callback, name)`` for every validation metric a callback declares it needs.
+def monitored_metrics(sources: Iterable[Any]) -> list[tuple[Any, str]]:
+    """``(source, name)`` for every validation metric a callback or scheduler needs.
 
     A callback declares them with a ``monitored_metrics`` property (names as the evaluator
     returns them; a ``"val/"`` prefix is accepted, ``"train/..."`` names are not validation
-    metrics and are not checked here).
+    metrics and are not checked here); a metric-driven scheduler (``need_val_args``, such as
+    ``ReduceOnPlateauLR``) by its ``monitor``.
     """
     found = []
-    for callback in callbacks:
-        for name in getattr(callback, "monitored_metrics", None) or ():
-            if name.startswith("train/"):
-                continue
-            found.append((callback, name.removeprefix("val/")))
+    for source in sources:
+        names = getattr(source, "monitored_metrics", None)
+        if names is None and getattr(source, "need_val_args", False):
+            names = [source.monitor] if isinstance(getattr(source, "monitor", None), str) else []
+        for name in names or ():
+            if not name.startswith("train/"):
+                found.append((source, name.removeprefix("val/")))
     return found
 
 
-def check_monitored_metrics(callbacks: Iterable[Any], metrics: dict[str, Any]) -> None:
+def check_monitored_metrics(sources: Iterable[Any], metrics: dict[str, Any]) -> None:
     """Raise ``ValueError`` for a monitored name the validation did not return."""
-    for callback, name in monitored_metrics(callbacks):
+    for callback, name in monitored_metrics(sources):
         if name not in metrics:
             raise ValueError(
                 f"{type(callback).__name__} monitors {name!r}, but validation returns "

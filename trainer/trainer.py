@@ -17,6 +17,7 @@ from trainer.callbacks.base import Callback
 from trainer.callbacks.callback_list import CallbackList
 from trainer.callbacks.defaults import build_callbacks
 from trainer.checkpoint.manager import CheckpointMixin, callback_keys
+from trainer.compat.runner import RunnerAttributes
 from trainer.dist import launch
 from trainer.dist.strategy import Strategy, parse_strategy
 from trainer.evaluation.evaluator import Evaluator
@@ -38,7 +39,7 @@ from trainer.state import TrainState, run_length
 from trainer.suggestions import check_keywords, keyword_names
 
 
-class Trainer(CheckpointMixin):
+class Trainer(CheckpointMixin, RunnerAttributes):
     """Train, validate, test and predict with MMEngine's runner semantics and Lightning's facade.
 
     Args:
@@ -109,6 +110,8 @@ class Trainer(CheckpointMixin):
         **unknown: Any,
     ) -> None:
         check_keywords("Trainer", unknown, keyword_names(Trainer))
+        self._init_kwargs = {k: v for k, v in locals().items()  # for cfg
+                             if k not in ("self", "unknown")}
         arguments.check_run_length(max_epochs, max_iters)
         by_epoch = max_epochs is not None
         self.by_epoch = by_epoch
@@ -169,6 +172,8 @@ class Trainer(CheckpointMixin):
         self.val_dataloader: Iterable | None = None
         self.test_dataloader: Iterable | None = None
         self.train_loop: BaseTrainLoop | None = None
+        self.val_loop: ValLoop | None = None  # the loops built last, as MMEngine's runner has
+        self.test_loop: TestLoop | None = None
         self.config: dict[str, Any] | None = None  # the resolved run config, from from_config
 
     # Public state read by callbacks.
@@ -330,6 +335,7 @@ class Trainer(CheckpointMixin):
         if self.val_dataloader is not None:
             val_loop = self.val_loop_cls(self, self.strategy.eval_loader(self.val_dataloader),
                                          self.val_evaluator)
+        self.val_loop = val_loop
         return self.train_loop_cls(
             self, train_loader, self.state.max_epochs if self.by_epoch else self.state.max_iters,
             val_loop=val_loop, val_begin=self.val_begin, val_interval=self.val_interval)
@@ -383,7 +389,9 @@ class Trainer(CheckpointMixin):
             raise ValueError(f"{stage}: pass dataloader= (there is no {stage}_dataloader yet)")
         loop_cls = self.val_loop_cls if stage == "val" else self.test_loop_cls
         evaluator = self.val_evaluator if stage == "val" else self.test_evaluator
-        return loop_cls(self, self.strategy.eval_loader(loader), evaluator)
+        loop = loop_cls(self, self.strategy.eval_loader(loader), evaluator)
+        setattr(self, f"{stage}_loop", loop)
+        return loop
 
     def _run_standalone(self, run: Any, ckpt_path: str | None) -> Any:
         """``run`` between ``before_run`` and ``after_run``, after loading ``ckpt_path``'s weights."""

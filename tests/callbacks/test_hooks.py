@@ -222,8 +222,9 @@ def test_callback_states_round_trip_through_a_checkpoint_file(tmp_path):
 
     saved = load_checkpoint(path)["callbacks"]  # torch.load(weights_only=True) reads it
     assert saved["Counter"] == {"count": 6} and saved["Counter#1"] == {"count": 100}
-    assert saved["EarlyStoppingCallback"] == {"wait_count": first[2].wait_count,
-                                              "best_score": first[2].best_score}
+    assert saved["EarlyStoppingCallback"] == {
+        "wait_count": first[2].wait_count, "best_score": first[2].best_score,
+        "best_value": first[2].best_value, "best_at": first[2].best_at}
     assert saved["EMACallback"] == {"steps": 6}
 
     second = callbacks()

@@ -75,6 +75,12 @@ def test_any_callback_declares_monitored_metrics(work_dir):
                           r"you mean 'loss'\?", callbacks=[MonitorsLoss()])
 
 
+def test_a_reduce_on_plateau_monitor_is_checked_too(work_dir):
+    fails_before_training(work_dir, ScalarVal(), r"ReduceOnPlateauLR monitors 'val_loss'.*Did you "
+                          r"mean 'loss'\?", optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
+                          param_scheduler=dict(type="ReduceOnPlateauLR", monitor="val_loss"))
+
+
 class ScalarVal(ToyNet):
     """Validation returns a dict of scalars: averaged without an evaluator."""
 
