@@ -74,3 +74,11 @@ def test_best_without_any_best_file_says_how_to_get_one(work_dir):
     with pytest.raises(ValueError, match=r"holds no best checkpoint \(no best_checkpoint pointer, "
                                          r"no best_\*\.pth\).*save_best"):
         Trainer(work_dir=work_dir).test(ToyNet(), toy_loader(), ckpt_path="best")
+
+
+def test_fit_returns_none_so_a_notebook_cell_shows_nothing(work_dir):
+    model = ToyNet()
+    before = model.body[0].weight.clone()
+    assert Trainer(max_iters=2, work_dir=work_dir, default_callbacks=QUIET).fit(
+        model, toy_loader(n=16)) is None
+    assert not model.body[0].weight.equal(before)  # the caller's model holds the weights
