@@ -63,7 +63,8 @@ def length(kind: str, world_size: int) -> dict:
 
 
 def train(out: Path, name: str, kind: str, devices: int, world_size: int, *,
-          save_at: int = -1, resume_from: str | None = None) -> Trainer:
+          save_at: int = -1, resume_from: str | None = None,
+          loader: DataLoader | None = None) -> Trainer:
     torch.manual_seed(1)
     model = IndexedNet(dropout=0.3)  # dropout: the resumed run must restore the RNG too
     trainer = Trainer(
@@ -73,7 +74,7 @@ def train(out: Path, name: str, kind: str, devices: int, world_size: int, *,
         callbacks=[RecordIndices(str(out / name))],
         default_callbacks={"progress": None, "logger": None,
                            "checkpoint": {"interval": save_at, "by_epoch": False}})
-    trainer.fit(model, DataLoader(IndexedSet(), batch_size=BATCH, shuffle=True))
+    trainer.fit(model, loader or DataLoader(IndexedSet(), batch_size=BATCH, shuffle=True))
     if trainer.rank == 0:
         torch.save(model.state_dict(), out / f"{name}.pt")
     return trainer

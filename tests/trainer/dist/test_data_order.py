@@ -15,7 +15,8 @@ import torch
 
 from tests.trainer.dist import order_scenarios
 from tests.trainer.dist.launchers import torchrun
-from tests.trainer.dist.order_scenarios import CUT, SAMPLES
+from tests.trainer.dist.order_scenarios import CUT, SAMPLES, IndexedSet
+from trainer.config.data import build_dataloader
 
 KINDS = ("epoch", "iter")
 
@@ -94,3 +95,12 @@ def test_torchrun(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     check_matrix(tmp_path, 2)
     assert "broadcast_buffers" not in proc.stderr  # no deprecation warning from DDP
+
+
+def test_devices_2_with_a_seeded_sampler_from_a_config(tmp_path):
+    """The config's ``DefaultSampler`` is built before the workers start; they still split it."""
+    loader = build_dataloader(dict(dataset=IndexedSet(), batch_size=order_scenarios.BATCH,
+                                   sampler=dict(type="DefaultSampler", shuffle=True, seed=42)),
+                              "train_dataloader")
+    order_scenarios.train(tmp_path, "config", "epoch", 2, 2, loader=loader)
+    check_each_epoch_sees_every_sample_once_in_a_new_order(records(tmp_path, "config", 2))
