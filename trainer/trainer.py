@@ -162,6 +162,10 @@ class Trainer(CheckpointMixin):
         self.val_dataloader: Iterable | None = None
         self.test_dataloader: Iterable | None = None
         self.train_loop: BaseTrainLoop | None = None
+        # The loops last built; a loop's ``dataloader`` is what this rank iterates (the strategy
+        # may have rebuilt the loader given, with a per-rank sampler).
+        self.val_loop: ValLoop | None = None
+        self.test_loop: TestLoop | None = None
         self.config: dict[str, Any] | None = None  # the resolved run config, from from_config
         self._hook: str | None = None
 
@@ -263,14 +267,14 @@ class Trainer(CheckpointMixin):
         if self.auto_scale_lr:
             scale_lr(self.optim_wrapper, self.auto_scale_lr["base_batch_size"],
                      getattr(self.train_dataloader, "batch_size", None), self.world_size)
-        val_loop = None
+        self.val_loop = None
         if self.val_dataloader is not None:
-            val_loop = self.val_loop_cls(self, self.strategy.eval_loader(self.val_dataloader),
-                                         self.val_evaluator)
+            self.val_loop = self.val_loop_cls(
+                self, self.strategy.eval_loader(self.val_dataloader), self.val_evaluator)
         self.train_loop = self.train_loop_cls(
             self, self.strategy.train_loader(self.train_dataloader, self.seed or 0),
             self.state.max_epochs if self.by_epoch
-            else self.state.max_iters, val_loop=val_loop, val_begin=self.val_begin,
+            else self.state.max_iters, val_loop=self.val_loop, val_begin=self.val_begin,
             val_interval=self.val_interval)
         self.param_schedulers = build_param_schedulers(
             self._param_scheduler_cfg if self._param_scheduler_cfg is not None
@@ -348,7 +352,9 @@ class Trainer(CheckpointMixin):
             raise ValueError(f"{stage}: pass dataloader= (there is no {stage}_dataloader yet)")
         loop_cls = self.val_loop_cls if stage == "val" else self.test_loop_cls
         evaluator = self.val_evaluator if stage == "val" else self.test_evaluator
-        return loop_cls(self, self.strategy.eval_loader(loader), evaluator)
+        loop = loop_cls(self, self.strategy.eval_loader(loader), evaluator)
+        setattr(self, f"{stage}_loop", loop)
+        return loop
 
     def _run_standalone(self, run: Any, ckpt_path: str | None) -> Any:
         """``run`` between ``before_run`` and ``after_run``, after loading ``ckpt_path``'s weights."""

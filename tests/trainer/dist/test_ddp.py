@@ -262,3 +262,13 @@ def test_ddp_wrapping_uses_the_current_buffer_sync_argument(one_rank_group, broa
         wrapped = wrap_model(model_cls(), torch.device("cpu"), broadcast_buffers=broadcast_buffers)
     ddps = [wrapped] if model_cls is ToyNet else list(wrapped.wrappers.values())
     assert ddps and all(d.broadcast_buffers is broadcast_buffers for d in ddps)
+
+
+def test_progress_bars_count_the_batches_of_rank_zero(tmp_path, capfd):
+    """Each of 2 ranks runs 4 of the 8 training and 2 of the 4 validation batches."""
+    trainer = ddp_trainer(tmp_path / "run", max_epochs=1, val_evaluator={"acc": accuracy()},
+                          default_callbacks={"logger": None, "checkpoint": None})
+    trainer.fit(ToyNet(), toy_loader(n=32, batch_size=4), toy_loader(n=16, batch_size=4))
+    lines = capfd.readouterr().err.splitlines()
+    assert [line.split(" [")[0] for line in lines if line.startswith(("Epoch", "Validation"))][
+        -2:] == ["Epoch 1/1: 4/4", "Validation: 2/2"]
