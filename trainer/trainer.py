@@ -17,6 +17,7 @@ from trainer.callbacks.base import Callback
 from trainer.callbacks.callback_list import CallbackList
 from trainer.callbacks.defaults import build_callbacks
 from trainer.checkpoint.manager import CheckpointMixin, callback_keys
+from trainer.compat.runner import RunnerAttributes
 from trainer.dist import launch
 from trainer.dist.strategy import Strategy, parse_strategy
 from trainer.evaluation.evaluator import Evaluator
@@ -35,7 +36,7 @@ from trainer.schedulers import build_param_schedulers
 from trainer.state import TrainState, run_length
 
 
-class Trainer(CheckpointMixin):
+class Trainer(CheckpointMixin, RunnerAttributes):
     """Train, validate, test and predict with MMEngine's runner semantics and Lightning's facade.
 
     Args:
@@ -103,6 +104,7 @@ class Trainer(CheckpointMixin):
         val_loop: type[ValLoop] = ValLoop,
         test_loop: type[TestLoop] = TestLoop,
     ) -> None:
+        self._init_kwargs = {k: v for k, v in locals().items() if k != "self"}  # for cfg
         arguments.check_run_length(max_epochs, max_iters)
         by_epoch = max_epochs is not None
         self.by_epoch = by_epoch
@@ -161,9 +163,7 @@ class Trainer(CheckpointMixin):
         self.val_dataloader: Iterable | None = None
         self.test_dataloader: Iterable | None = None
         self.train_loop: BaseTrainLoop | None = None
-        # The loops last built; a loop's ``dataloader`` is what this rank iterates (the strategy
-        # may have rebuilt the loader given, with a per-rank sampler).
-        self.val_loop: ValLoop | None = None
+        self.val_loop: ValLoop | None = None  # the loops built last, as MMEngine's runner has
         self.test_loop: TestLoop | None = None
         self.config: dict[str, Any] | None = None  # the resolved run config, from from_config
 
@@ -319,13 +319,14 @@ class Trainer(CheckpointMixin):
         return model_schedulers or []
 
     def _build_train_loop(self, train_loader: Iterable) -> BaseTrainLoop:
-        self.val_loop = None
+        val_loop = None
         if self.val_dataloader is not None:
-            self.val_loop = self.val_loop_cls(
-                self, self.strategy.eval_loader(self.val_dataloader), self.val_evaluator)
+            val_loop = self.val_loop_cls(self, self.strategy.eval_loader(self.val_dataloader),
+                                         self.val_evaluator)
+        self.val_loop = val_loop
         return self.train_loop_cls(
             self, train_loader, self.state.max_epochs if self.by_epoch else self.state.max_iters,
-            val_loop=self.val_loop, val_begin=self.val_begin, val_interval=self.val_interval)
+            val_loop=val_loop, val_begin=self.val_begin, val_interval=self.val_interval)
 
     def _build_param_schedulers(self, model_schedulers: list[Any]) -> None:
         cfg = self._param_scheduler_cfg
