@@ -15,6 +15,7 @@ from torch import nn
 from trainer import arguments, checkpoint, dist
 from trainer.callbacks.base import Callback
 from trainer.callbacks.callback_list import CallbackList
+from trainer.checkpoint import interrupt, workdir
 from trainer.checkpoint.manager import CheckpointMixin
 from trainer.dist import launch
 from trainer.dist.strategy import Strategy, parse_strategy
@@ -27,6 +28,7 @@ from trainer.loops import (
     ValLoop,
 )
 from trainer.message_hub import MessageHub
+from trainer.nonfinite import NonFiniteCheck
 from trainer.optim import build_optim_wrapper_for, scale_lr
 from trainer.randomness import set_random_seed
 from trainer.schedulers import build_param_schedulers
@@ -68,6 +70,13 @@ class Trainer(CheckpointMixin):
         deterministic: ask torch for deterministic algorithms.
         diff_rank_seed: give each rank ``seed + rank``.
         log_interval: iterations between log lines.
+        on_nonfinite: what a NaN or infinite training loss does: ``"raise"`` (FloatingPointError
+            naming the iteration and loss key, before anything is saved), ``"warn"`` (once) or
+            ``"ignore"``; checked every ``log_interval`` iterations and before every save and
+            validation, without a per-iteration host sync.
+        interrupt_signals: signals that make ``fit`` finish the current iteration, save
+            ``work_dir/interrupted_iter_{n}.pth`` and exit with 128 + the signal's number;
+            Ctrl-C always does the same and re-raises ``KeyboardInterrupt``.
         train_loop, val_loop, test_loop: loop classes to use instead of the built-in ones.
 
     Example:
@@ -101,6 +110,8 @@ class Trainer(CheckpointMixin):
         deterministic: bool = False,
         diff_rank_seed: bool = False,
         log_interval: int = 50,
+        on_nonfinite: str = "raise",
+        interrupt_signals: Sequence[str] = ("SIGTERM",),
         train_loop: type[BaseTrainLoop] | None = None,
         val_loop: type[ValLoop] = ValLoop,
         test_loop: type[TestLoop] = TestLoop,
@@ -116,6 +127,7 @@ class Trainer(CheckpointMixin):
         if not isinstance(work_dir, str) or not work_dir:
             raise TypeError(f"work_dir must be a non-empty path or URL string, got {work_dir!r}")
         self.work_dir = work_dir.rstrip("/")
+        workdir.check_work_dir(self.work_dir)
         if not isinstance(resume, bool):
             raise TypeError(f"resume must be True or False, got {resume!r}")
         if isinstance(load_from, os.PathLike):
@@ -139,6 +151,9 @@ class Trainer(CheckpointMixin):
                                  device_type=arguments.resolve_device(self.accelerator).type)
         self.auto_scale_lr = arguments.check_auto_scale_lr(auto_scale_lr)
         self.log_interval = arguments.check_positive_int("log_interval", log_interval)
+        self.nonfinite = NonFiniteCheck(on_nonfinite, self.log_interval)
+        self.interrupt_signals = interrupt.check_signals(interrupt_signals)
+        self.interrupts = interrupt.InterruptGuard(self.interrupt_signals)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self._randomness = (seed, deterministic, diff_rank_seed)
@@ -153,7 +168,8 @@ class Trainer(CheckpointMixin):
         self.timestamp = time.strftime("%Y%m%d_%H%M%S")
         self.log_dir = checkpoint.join(self.work_dir, self.timestamp)
         self.callbacks = CallbackList(
-            build_callbacks(callbacks, default_callbacks, by_epoch=by_epoch))
+            build_callbacks(callbacks, default_callbacks, by_epoch=by_epoch,
+                            val_interval=self.val_interval))
         self.model: nn.Module | None = None
         self.wrapped_model: nn.Module | None = None  # what the loops call: DDP-wrapped or model
         self.optim_wrapper: Any = None
@@ -245,11 +261,11 @@ class Trainer(CheckpointMixin):
             else self.train_dataloader
         if model is None:
             raise TypeError("fit() needs a model: fit(model, train_dataloader)")
-        self.check_work_dir_is_free(ckpt_path)
         self._set_model(model)
         self.train_dataloader = arguments.check_dataloader("train_dataloader", train_dataloader)
         if val_dataloader is not None:
             self.val_dataloader = arguments.check_dataloader("val_dataloader", val_dataloader)
+        source = self.prepare_run(ckpt_path)
         if self.strategy.needs_spawn:
             self._adopt_worker_result(launch.run_workers(
                 self, self.devices, "fit", (model, train_dataloader, val_dataloader, ckpt_path)))
@@ -276,15 +292,18 @@ class Trainer(CheckpointMixin):
             max_epochs=self.state.max_epochs, max_iters=self.state.max_iters)
         self._dump_config()
         self.call_hook("before_run")
-        self._load_or_resume(ckpt_path)
-        if self.state.iter >= self.state.max_iters:
-            warnings.warn(
-                f"the resumed run already finished ({self.state.iter} of max_iters="
-                f"{self.state.max_iters} iterations done): nothing to train; raise "
-                f"{'max_epochs' if self.by_epoch else 'max_iters'} to continue it", stacklevel=2)
-        else:
-            self.train_loop.run()
-        self.call_hook("after_run")
+        self._load_or_resume(source)
+        with interrupt.saving_interruptions(self):
+            if self.state.iter >= self.state.max_iters:
+                warnings.warn(
+                    f"the resumed run already finished ({self.state.iter} of max_iters="
+                    f"{self.state.max_iters} iterations done): nothing to train; raise "
+                    f"{'max_epochs' if self.by_epoch else 'max_iters'} to continue it",
+                    stacklevel=3)
+            else:
+                self.train_loop.run()
+                self.nonfinite.check()
+            self.call_hook("after_run")
         return self.model
 
     def validate(self, model: nn.Module | None = None, dataloader: Iterable | None = None,
@@ -359,8 +378,11 @@ class Trainer(CheckpointMixin):
 
 
 def build_callbacks(extra: Sequence[Any] | None, overrides: Mapping[str, Any] | None, *,
-                    by_epoch: bool) -> list[Callback]:
-    """The default callbacks, adjusted by ``overrides``, followed by ``extra``."""
+                    by_epoch: bool, val_interval: int) -> list[Callback]:
+    """The default callbacks, adjusted by ``overrides``, followed by ``extra``.
+
+    Checkpoints are saved every epoch, or every ``val_interval`` iterations (at each validation).
+    """
     from trainer import callbacks as cb
 
     defaults: dict[str, tuple[type, dict[str, Any]]] = {
@@ -371,7 +393,7 @@ def build_callbacks(extra: Sequence[Any] | None, overrides: Mapping[str, Any] | 
         "logger": (cb.LoggerCallback, {}),
         "checkpoint": (cb.CheckpointCallback,
                        {"interval": 1, "by_epoch": True} if by_epoch
-                       else {"interval": -1, "by_epoch": False}),
+                       else {"interval": val_interval, "by_epoch": False}),
         "progress": (cb.ProgressBarCallback, {}),
     }
     if not isinstance(overrides or {}, Mapping):
