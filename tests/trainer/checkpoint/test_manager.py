@@ -6,40 +6,10 @@ import pytest
 import torch
 from trainer.callbacks import Callback
 
-from tests.conftest import ToyNet, accuracy, toy_loader
+from tests.conftest import ToyNet, toy_loader
+from tests.trainer.checkpoint.helpers import EPOCH_LEN, assert_same_weights, run
 from trainer import Trainer
 from trainer.checkpoint.io import load_checkpoint
-
-EPOCH_LEN = 5  # 40 samples, batch 8
-
-
-def run(work_dir, length, resume_from=None, ckpt_interval=None, **kwargs):
-    """Train with shuffling, dropout, accumulation, two schedulers and validation."""
-    by_epoch = "max_epochs" in length
-    torch.manual_seed(123)  # the model's init differs from the first run's; resume overwrites it
-    model = ToyNet(dropout=0.3)
-    checkpoint = {"interval": ckpt_interval or -1, "by_epoch": False, "save_best": "acc"}
-    trainer = Trainer(
-        **length, work_dir=work_dir, seed=0,
-        val_interval=2 if by_epoch else 6,
-        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1, momentum=0.9),
-                           accumulative_counts=3),
-        param_scheduler=[dict(type="LinearLR", start_factor=0.2, by_epoch=False, end=4),
-                         dict(type="MultiStepLR", milestones=[2], by_epoch=True)],
-        val_evaluator={"acc": accuracy()},
-        resume=kwargs.pop("resume", resume_from is not None), load_from=resume_from,
-        default_callbacks={"progress": None, "logger": None, "checkpoint": checkpoint},
-        **kwargs,
-    )
-    trainer.fit(model, toy_loader(n=40, shuffle=True), toy_loader(n=16, shuffle=True))
-    return model, trainer
-
-
-def assert_same_weights(a, b):
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    different = [k for k in sa if not torch.equal(sa[k], sb[k])]
-    assert not different, f"weights differ: {different}"
 
 
 @pytest.mark.parametrize(("length", "k"), [
@@ -150,13 +120,6 @@ def test_resume_true_picks_the_latest_checkpoint_in_work_dir(tmp_path):
     _, first = run(work_dir, {"max_iters": 8})
     _, second = run(work_dir, {"max_iters": 12}, resume_from=None, resume=True)
     assert second.iter == 12 and first.iter == 8
-
-
-def test_new_run_refuses_a_work_dir_that_holds_one(tmp_path):
-    work_dir = str(tmp_path / "run")
-    run(work_dir, {"max_iters": 4})
-    with pytest.raises(FileExistsError, match=r"already holds a run.*pass resume=True"):
-        run(work_dir, {"max_iters": 4})
 
 
 def test_load_from_without_resume_loads_weights_only(tmp_path):
