@@ -190,12 +190,18 @@ class CheckpointMixin:
             if moved:
                 print_log(f"{self.work_dir} held an earlier run: its checkpoints and pointers "
                           f"moved to {moved} (resume=True would have continued it instead)")
-            if workdir.exists(self.log_dir) or (moved and posixpath.basename(moved) >= self.timestamp):
+            if workdir.holds_files(self.log_dir) or (
+                    moved and posixpath.basename(moved) >= self.timestamp):
                 self.timestamp = workdir.unique_timestamp(self.work_dir)  # a log folder of its own
+            workdir.make_dir(checkpoint.join(self.work_dir, self.timestamp))  # a re-run finds it
         self.timestamp = dist.broadcast_object(self.timestamp)
         self.log_dir = checkpoint.join(self.work_dir, self.timestamp)
         dist.barrier()
-        if source is None:  # a new run: forget the checkpoints of an earlier fit
+        if source is None:  # a new run: forget the counters and checkpoints of an earlier fit
+            state = self.state
+            state.epoch = state.iter = state.batch_idx = 0
+            state.stop_training = False
+            self.message_hub.load_state_dict({})
             for cb in self.callbacks.get(CheckpointCallback):
                 cb.load_state_dict({})
         return source

@@ -31,9 +31,14 @@ def check_work_dir(work_dir: str) -> None:
             "work_dir, so pass the path of a directory (it is created when missing)")
 
 
-def exists(path: str) -> bool:
+def holds_files(directory: str) -> bool:
+    fs, path = fsspec.core.url_to_fs(directory)
+    return bool(_names(fs, path))
+
+
+def make_dir(path: str) -> None:
     fs, fs_path = fsspec.core.url_to_fs(path)
-    return fs.exists(fs_path)
+    fs.makedirs(fs_path, exist_ok=True)
 
 
 def _names(fs: fsspec.AbstractFileSystem, path: str) -> list[str]:

@@ -150,3 +150,42 @@ def test_a_checkpoint_records_the_progress_it_is_given(tmp_path):
     done = load_checkpoint(str(tmp_path / "done.pth"))["meta"]
     assert (as_is["iter"], as_is["batch_idx"]) == (2, 3)  # batch_idx counts consumed batches
     assert (done["iter"], done["batch_idx"]) == (3, 3)
+
+
+@pytest.mark.parametrize("layout", ["state_dict_key", "bare_state_dict"])
+def test_weights_only_file_loads_weights_and_refuses_to_resume(tmp_path, layout):
+    source = ToyNet()
+    weights = source.state_dict()
+    path = tmp_path / "published.pth"
+    torch.save({"state_dict": weights} if layout == "state_dict_key" else weights, path)
+    loaded = ToyNet()
+    trainer = Trainer(max_iters=2, work_dir=str(tmp_path / "load"), load_from=str(path),
+                      optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.0)),
+                      default_callbacks={"progress": None, "logger": None})
+    trainer.fit(loaded, toy_loader())
+    assert trainer.iter == 2  # counters started at 0
+    assert_same_weights(source, loaded)
+
+    untouched = ToyNet()
+    before = {k: v.clone() for k, v in untouched.state_dict().items()}
+    resuming = Trainer(max_iters=2, work_dir=str(tmp_path / "resume"), load_from=str(path),
+                       resume=True, default_callbacks={"progress": None, "logger": None})
+    with pytest.raises(ValueError, match=rf"{path} holds weights only.*resume=False.*loads its"):
+        resuming.fit(untouched, toy_loader())
+    assert all(torch.equal(before[k], v) for k, v in untouched.state_dict().items())
+    assert resuming.iter == 0
+
+
+def test_resume_says_where_it_resumed_from(tmp_path, capsys):
+    work_dir = str(tmp_path / "run")
+    run(work_dir, {"max_iters": 8}, ckpt_interval=4)
+    capsys.readouterr()
+    run(work_dir, {"max_iters": 12}, resume=True)
+    assert f"resumed from {work_dir}/iter_8.pth at epoch 1, iteration 8" in capsys.readouterr().out
+
+
+def test_resume_with_nothing_to_resume_warns_and_starts_from_scratch(tmp_path):
+    with pytest.warns(UserWarning, match=rf"no checkpoint in {tmp_path}/empty: starting from "
+                                         "scratch"):
+        _, trainer = run(str(tmp_path / "empty"), {"max_iters": 3}, resume=True)
+    assert trainer.iter == 3
