@@ -16,6 +16,7 @@ from trainer import arguments, checkpoint, dist
 from trainer.callbacks.base import Callback
 from trainer.callbacks.callback_list import CallbackList
 from trainer.callbacks.defaults import build_callbacks
+from trainer.checkpoint import interrupt, workdir
 from trainer.checkpoint.manager import CheckpointMixin, callback_keys
 from trainer.compat.runner import RunnerAttributes
 from trainer.dist import launch
@@ -30,6 +31,7 @@ from trainer.loops import (
     loader_length,
 )
 from trainer.message_hub import MessageHub
+from trainer.nonfinite import NonFiniteCheck
 from trainer.optim import build_optim_wrapper_for, scale_lr
 from trainer.randomness import set_random_seed
 from trainer.schedulers import build_param_schedulers
@@ -67,6 +69,13 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         deterministic: ask torch for deterministic algorithms.
         diff_rank_seed: give each rank ``seed + rank``.
         log_interval: iterations between log lines.
+        on_nonfinite: what a NaN or infinite training loss does: ``"raise"`` (FloatingPointError
+            naming the iteration and loss key, before anything is saved), ``"warn"`` (once) or
+            ``"ignore"``; checked every ``log_interval`` iterations and before every save and
+            validation, without a per-iteration host sync.
+        interrupt_signals: signals that make ``fit`` finish the current iteration, save
+            ``work_dir/interrupted_iter_{n}.pth`` and exit with 128 + the signal's number;
+            Ctrl-C always does the same and re-raises ``KeyboardInterrupt``.
         train_loop, val_loop, test_loop: loop classes to use instead of the built-in ones.
 
     Example:
@@ -100,6 +109,8 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         deterministic: bool = False,
         diff_rank_seed: bool = False,
         log_interval: int = 50,
+        on_nonfinite: str = "raise",
+        interrupt_signals: Sequence[str] = ("SIGTERM",),
         train_loop: type[BaseTrainLoop] | None = None,
         val_loop: type[ValLoop] = ValLoop,
         test_loop: type[TestLoop] = TestLoop,
@@ -116,6 +127,7 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         if not isinstance(work_dir, str) or not work_dir:
             raise TypeError(f"work_dir must be a non-empty path or URL string, got {work_dir!r}")
         self.work_dir = work_dir.rstrip("/")
+        workdir.check_work_dir(self.work_dir)
         if not isinstance(resume, bool):
             raise TypeError(f"resume must be True or False, got {resume!r}")
         if isinstance(load_from, os.PathLike):
@@ -139,6 +151,9 @@ class Trainer(CheckpointMixin, RunnerAttributes):
                                  device_type=arguments.resolve_device(self.accelerator).type)
         self.auto_scale_lr = arguments.check_auto_scale_lr(auto_scale_lr)
         self.log_interval = arguments.check_positive_int("log_interval", log_interval)
+        self.nonfinite = NonFiniteCheck(on_nonfinite, self.log_interval)
+        self.interrupt_signals = interrupt.check_signals(interrupt_signals)
+        self.interrupts = interrupt.InterruptGuard(self.interrupt_signals)
         if seed is not None and not arguments.is_int(seed):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self._randomness = (seed, deterministic, diff_rank_seed)
@@ -154,7 +169,8 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         self.timestamp = time.strftime("%Y%m%d_%H%M%S")
         self.log_dir = checkpoint.join(self.work_dir, self.timestamp)
         self.callbacks = CallbackList(
-            build_callbacks(callbacks, default_callbacks, by_epoch=by_epoch))
+            build_callbacks(callbacks, default_callbacks, by_epoch=by_epoch,
+                            val_interval=self.val_interval))
         self.model: nn.Module | None = None
         self.wrapped_model: nn.Module | None = None  # what the loops call: DDP-wrapped or model
         self.optim_wrapper: Any = None
@@ -244,7 +260,7 @@ class Trainer(CheckpointMixin, RunnerAttributes):
 
         ``model`` and the loaders default to those of ``from_config``.
         """
-        self._take_fit_inputs(model, train_dataloader, val_dataloader, ckpt_path)
+        source = self._take_fit_inputs(model, train_dataloader, val_dataloader, ckpt_path)
         if self.strategy.needs_spawn:
             self._adopt_worker_result(launch.run_workers(self, self.devices, "fit", (
                 self.model, self.train_dataloader, val_dataloader, ckpt_path)))
@@ -256,10 +272,12 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         self._build_param_schedulers(model_schedulers)
         self._dump_config()
         self.call_hook("before_run")
-        self._load_or_resume(ckpt_path)
-        if not self._resumed_a_finished_run():
-            self.train_loop.run()
-        self.call_hook("after_run")
+        self._load_or_resume(source)
+        with interrupt.saving_interruptions(self):
+            if not self._resumed_a_finished_run():
+                self.train_loop.run()
+                self.nonfinite.check()
+            self.call_hook("after_run")
         return self.model
 
     def validate(self, model: nn.Module | None = None, dataloader: Iterable | None = None,
@@ -290,18 +308,19 @@ class Trainer(CheckpointMixin, RunnerAttributes):
 
     # Internals.
     def _take_fit_inputs(self, model: Any, train_dataloader: Any, val_dataloader: Any,
-                         ckpt_path: str | None) -> None:
-        """Check fit's arguments (falling back to ``from_config``'s) and adopt them."""
+                         ckpt_path: str | None) -> str | None:
+        """Check fit's arguments (falling back to ``from_config``'s), adopt them, and prepare the
+        work_dir; returns the checkpoint to load or resume from."""
         model = model if model is not None else self.model
         train_dataloader = train_dataloader if train_dataloader is not None \
             else self.train_dataloader
         if model is None:
             raise TypeError("fit() needs a model: fit(model, train_dataloader)")
-        self.check_work_dir_is_free(ckpt_path)
         self._set_model(model)
         self.train_dataloader = arguments.check_dataloader("train_dataloader", train_dataloader)
         if val_dataloader is not None:
             self.val_dataloader = arguments.check_dataloader("val_dataloader", val_dataloader)
+        return self.prepare_run(ckpt_path)
 
     def _settle_run_length(self, train_loader: Iterable) -> None:
         """Both ``max_epochs`` and ``max_iters`` of this run, before anything reads them."""
@@ -389,4 +408,3 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         result = run()
         self.call_hook("after_run")
         return result
-
