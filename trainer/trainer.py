@@ -66,7 +66,9 @@ class Trainer(CheckpointMixin):
         deterministic: ask torch for deterministic algorithms.
         diff_rank_seed: give each rank ``seed + rank``.
         log_interval: iterations between log lines.
-        train_loop, val_loop, test_loop: loop classes to use instead of the built-in ones.
+        train_loop, val_loop, test_loop: loop classes to use instead of the built-in ones, or
+            ``dict(type=LoopClass, **options)`` for options of the loop's own, such as the
+            train loops' ``dynamic_intervals=[(milestone, val_interval), ...]``.
 
     Example:
         >>> trainer = Trainer(max_epochs=3, work_dir="work_dirs/net")
@@ -99,9 +101,9 @@ class Trainer(CheckpointMixin):
         deterministic: bool = False,
         diff_rank_seed: bool = False,
         log_interval: int = 50,
-        train_loop: type[BaseTrainLoop] | None = None,
-        val_loop: type[ValLoop] = ValLoop,
-        test_loop: type[TestLoop] = TestLoop,
+        train_loop: type[BaseTrainLoop] | Mapping[str, Any] | None = None,
+        val_loop: type[ValLoop] | Mapping[str, Any] = ValLoop,
+        test_loop: type[TestLoop] | Mapping[str, Any] = TestLoop,
     ) -> None:
         arguments.check_run_length(max_epochs, max_iters)
         by_epoch = max_epochs is not None
@@ -141,11 +143,11 @@ class Trainer(CheckpointMixin):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self._randomness = (seed, deterministic, diff_rank_seed)
         self.setup_distributed()
-        self.train_loop_cls = arguments.check_loop_class(
-            "train_loop", train_loop or (EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop),
-            BaseTrainLoop)
-        self.val_loop_cls = arguments.check_loop_class("val_loop", val_loop, ValLoop)
-        self.test_loop_cls = arguments.check_loop_class("test_loop", test_loop, TestLoop)
+        self._loops = {  # stage -> (loop class, its extra constructor options)
+            "train": arguments.check_loop("train_loop", train_loop or (
+                EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop), BaseTrainLoop),
+            "val": arguments.check_loop("val_loop", val_loop, ValLoop),
+            "test": arguments.check_loop("test_loop", test_loop, TestLoop)}
         self._run_length = (max_epochs, max_iters)  # as asked; fit settles both for its loader
         self.state = TrainState(max_epochs=max_epochs, max_iters=max_iters)
         self.message_hub = MessageHub()
@@ -314,11 +316,15 @@ class Trainer(CheckpointMixin):
     def _build_train_loop(self, train_loader: Iterable) -> BaseTrainLoop:
         val_loop = None
         if self.val_dataloader is not None:
-            val_loop = self.val_loop_cls(self, self.strategy.eval_loader(self.val_dataloader),
-                                         self.val_evaluator)
-        return self.train_loop_cls(
-            self, train_loader, self.state.max_epochs if self.by_epoch else self.state.max_iters,
+            val_loop = self._make_loop("val", self.strategy.eval_loader(self.val_dataloader),
+                                       self.val_evaluator)
+        return self._make_loop(
+            "train", train_loader, self.state.max_epochs if self.by_epoch else self.state.max_iters,
             val_loop=val_loop, val_begin=self.val_begin, val_interval=self.val_interval)
+
+    def _make_loop(self, stage: str, *args: Any, **kwargs: Any) -> Any:
+        cls, options = self._loops[stage]
+        return cls(self, *args, **kwargs, **options)
 
     def _build_param_schedulers(self, model_schedulers: list[Any]) -> None:
         cfg = self._param_scheduler_cfg
@@ -366,9 +372,8 @@ class Trainer(CheckpointMixin):
         loader = getattr(self, f"{stage}_dataloader")
         if loader is None:
             raise ValueError(f"{stage}: pass dataloader= (there is no {stage}_dataloader yet)")
-        loop_cls = self.val_loop_cls if stage == "val" else self.test_loop_cls
         evaluator = self.val_evaluator if stage == "val" else self.test_evaluator
-        return loop_cls(self, self.strategy.eval_loader(loader), evaluator)
+        return self._make_loop(stage, self.strategy.eval_loader(loader), evaluator)
 
     def _run_standalone(self, run: Any, ckpt_path: str | None) -> Any:
         """``run`` between ``before_run`` and ``after_run``, after loading ``ckpt_path``'s weights."""
