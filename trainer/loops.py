@@ -159,8 +159,8 @@ class IterBasedTrainLoop(BaseTrainLoop):
                  val_loop: ValLoop | None = None, val_begin: int = 1, val_interval: int = 1000,
                  dynamic_intervals: Sequence[tuple[int, int]] | None = None) -> None:
         super().__init__(trainer, dataloader, val_loop, val_begin, val_interval, dynamic_intervals)
+        self._iterator: Iterator | None = None  # over the current pass; None between passes
         self.max_iters = max_iters
-        self._iterator: Iterator | None = None
 
     def run(self) -> None:
         trainer = self.trainer
