@@ -52,10 +52,20 @@ class Callback:
         priority: an int in [0, 100] or a name from ``PRIORITIES``; lower runs first.
 
     Example:
-        >>> class PrintLoss(Callback):
+        >>> from torch.utils.data import DataLoader
+        >>> from trainer import Trainer
+        >>> from trainer.datasets import digits_splits
+        >>> from trainer.demo import DigitsNet
+        >>> class EveryTen(Callback):
         ...     def after_train_iter(self, trainer, batch_idx, data_batch=None, outputs=None):
-        ...         if self.every_n_train_iters(trainer, 100):
-        ...             print(trainer.iter, float(outputs["loss"]))
+        ...         if self.every_n_train_iters(trainer, 10):
+        ...             print("iteration", trainer.iter + 1, "logged", sorted(outputs))
+        >>> trainer = Trainer(max_iters=20, work_dir="work_dirs/every_ten", callbacks=[EveryTen()],
+        ...                   optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.05)),
+        ...                   default_callbacks={"progress": None, "logger": None})
+        >>> _ = trainer.fit(DigitsNet(), DataLoader(digits_splits()[0], batch_size=32))
+        iteration 10 logged ['loss']
+        iteration 20 logged ['loss']
     """
 
     priority: int | str = "NORMAL"

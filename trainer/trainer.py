@@ -71,9 +71,23 @@ class Trainer(CheckpointMixin):
             train loops' ``dynamic_intervals=[(milestone, val_interval), ...]``.
 
     Example:
-        >>> trainer = Trainer(max_epochs=3, work_dir="work_dirs/net")
-        >>> trainer.fit(Net(), train_loader, val_loader)  # doctest: +SKIP
-        >>> trainer.test(dataloader=test_loader, ckpt_path="last")  # doctest: +SKIP
+        >>> from torch.utils.data import DataLoader
+        >>> from torchmetrics.classification import MulticlassAccuracy
+        >>> from trainer.datasets import digits_splits
+        >>> from trainer.demo import DigitsNet
+        >>> train_set, val_set, test_set = digits_splits()
+        >>> trainer = Trainer(max_iters=40, val_interval=20, work_dir="work_dirs/digits", seed=0,
+        ...                   optim_wrapper=dict(optimizer=dict(type="AdamW", lr=3e-3)),
+        ...                   val_evaluator={"acc": MulticlassAccuracy(num_classes=10)},
+        ...                   default_callbacks={"progress": None, "logger": None})
+        >>> _ = trainer.fit(DigitsNet(), DataLoader(train_set, batch_size=32, shuffle=True),
+        ...                 DataLoader(val_set, batch_size=256))
+        >>> trainer.iter, trainer.epoch, len(train_set) // 32 + 1  # 40 batches make one epoch
+        (40, 1, 40)
+        >>> metrics = trainer.test(dataloader=DataLoader(test_set, batch_size=256),
+        ...                        ckpt_path="last")
+        >>> metrics["acc"] > 0.8
+        True
     """
 
     def __init__(
