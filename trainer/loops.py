@@ -53,7 +53,7 @@ class BaseTrainLoop:
                  val_begin: int = 1, val_interval: int = 1) -> None:
         self.trainer = trainer
         self.epoch_length = loader_length(dataloader, "train_dataloader")
-        self.dataloader, self.sampler = make_resumable(dataloader)
+        self.dataloader, self.sampler = make_resumable(dataloader, trainer.rank)
         self.val_loop = val_loop
         self.val_begin = val_begin
         self.val_interval = val_interval
@@ -106,8 +106,11 @@ class BaseTrainLoop:
         return iterator
 
     def data_state(self) -> dict[str, Any]:
-        """The order of the current epoch, so a resume can replay its remaining batches."""
-        return self.sampler.state_dict() if self.sampler is not None else {}
+        """How to draw the current epoch's order again and how much of it is done (a few
+        numbers, whatever the data set's size), so a resume continues its remaining batches."""
+        if self.sampler is None:
+            return {}
+        return self.sampler.position(self.trainer.state.batch_idx)
 
     def load_data_state(self, state: dict[str, Any]) -> None:
         if self.sampler is not None and state:
