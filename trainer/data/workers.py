@@ -57,6 +57,19 @@ class SeededDataset(Dataset):
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self.dataset, name, value)
 
+    # Attributes are the user's data set's, so hooks that read or set them through the loader
+    # (``runner.train_loop.dataloader.dataset.pipeline = ...``) reach the data set itself.
+    def __getattr__(self, name: str) -> Any:
+        if name == "dataset":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "dataset":
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.dataset, name, value)
+
     def __len__(self) -> int:
         return len(self.dataset)
 
