@@ -16,6 +16,7 @@ from trainer import arguments, checkpoint, dist
 from trainer.callbacks.base import Callback
 from trainer.callbacks.callback_list import CallbackList
 from trainer.checkpoint.manager import CheckpointMixin
+from trainer.compile import check_compile, compile_model
 from trainer.dist import launch
 from trainer.dist.strategy import Strategy, parse_strategy
 from trainer.evaluation.evaluator import Evaluator
@@ -68,6 +69,9 @@ class Trainer(CheckpointMixin):
         deterministic: ask torch for deterministic algorithms.
         diff_rank_seed: give each rank ``seed + rank``.
         log_interval: iterations between log lines.
+        compile: ``True`` or ``dict(mode=..., fullgraph=..., dynamic=..., regional=False)``:
+            ``torch.compile`` the model in place before training (before DDP wrapping);
+            ``regional=True`` compiles each repeated block instead of the whole model.
         train_loop, val_loop, test_loop: loop classes to use instead of the built-in ones.
 
     Example:
@@ -101,6 +105,7 @@ class Trainer(CheckpointMixin):
         deterministic: bool = False,
         diff_rank_seed: bool = False,
         log_interval: int = 50,
+        compile: bool | Mapping[str, Any] = False,
         train_loop: type[BaseTrainLoop] | None = None,
         val_loop: type[ValLoop] = ValLoop,
         test_loop: type[TestLoop] = TestLoop,
@@ -139,6 +144,7 @@ class Trainer(CheckpointMixin):
                                  device_type=arguments.resolve_device(self.accelerator).type)
         self.auto_scale_lr = arguments.check_auto_scale_lr(auto_scale_lr)
         self.log_interval = arguments.check_positive_int("log_interval", log_interval)
+        self.compile_options = check_compile(compile)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self._randomness = (seed, deterministic, diff_rank_seed)
@@ -254,6 +260,7 @@ class Trainer(CheckpointMixin):
             self._adopt_worker_result(launch.run_workers(
                 self, self.devices, "fit", (model, train_dataloader, val_dataloader, ckpt_path)))
             return self.model
+        compile_model(self.model, self.compile_options)
         self.wrapped_model = self.strategy.wrap_model(self.model, self.device)
         self.optim_wrapper, model_schedulers = build_optim_wrapper_for(
             self._optim_wrapper_cfg, self.model, self.precision, self.device.type)
@@ -388,6 +395,8 @@ def build_callbacks(extra: Sequence[Any] | None, overrides: Mapping[str, Any] | 
             continue
         if isinstance(override, Callback):
             built.append(override)
+        elif isinstance(override, Mapping) and not override:
+            built.append(cls(**kwargs))  # no config to resolve: the config layer stays unloaded
         elif isinstance(override, Mapping):
             built.append(cb.build_callback({"type": cls, **kwargs, **override}))
         else:

@@ -42,7 +42,7 @@ KNOWN_FIELDS = (
     # Trainer keywords MMEngine has no field for:
     "precision", "accelerator", "devices", "strategy", "log_interval",
 )
-_PASSED_AS_IS = ("precision", "accelerator", "devices", "strategy", "log_interval")
+_PASSED_AS_IS = ("precision", "accelerator", "devices", "strategy", "log_interval", "compile")
 _MMCV_FIELDS = ("runner", "lr_config", "optimizer_config", "checkpoint_config", "log_config",
                 "evaluation", "workflow", "total_epochs", "total_iters", "resume_from",
                 "dist_params", "momentum_config")
@@ -294,8 +294,6 @@ class _Mapper:
             self.notes.append(f"log_level={c['log_level']!r} is ignored")
         if c.get("experiment_name") is not None:
             self.notes.append("experiment_name is ignored: runs are named by their timestamp")
-        if c.get("compile"):
-            self.pending["compile"] = c["compile"]
 
     # ------------------------------------------------------------------ builders
     def model_builder(self) -> Callable[[], nn.Module] | None:
