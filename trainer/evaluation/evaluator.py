@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from trainer.arguments import check_non_negative_int
 from trainer.dist import (
     all_gather_object,
     all_reduce,
@@ -123,8 +124,7 @@ class Evaluator:
                 are the sampler's padding and are dropped. torchmetrics and the plain average
                 cannot tell padded samples apart and count them, as Lightning does.
         """
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-            raise ValueError(f"size must be a non-negative int or None, got {size!r}")
+        check_non_negative_int("size", size, allow_none=True)
         try:
             if not self._entries:
                 return self._average()
