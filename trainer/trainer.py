@@ -19,6 +19,7 @@ from trainer.callbacks.defaults import build_callbacks
 from trainer.checkpoint import interrupt, workdir
 from trainer.checkpoint.manager import CheckpointMixin, callback_keys
 from trainer.compat.runner import RunnerAttributes
+from trainer.compile import check_compile, compile_model
 from trainer.dist import launch
 from trainer.dist.strategy import Strategy, parse_strategy
 from trainer.evaluation.evaluator import Evaluator
@@ -76,6 +77,9 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         interrupt_signals: signals that make ``fit`` finish the current iteration, save
             ``work_dir/interrupted_iter_{n}.pth`` and exit with 128 + the signal's number;
             Ctrl-C always does the same and re-raises ``KeyboardInterrupt``.
+        compile: ``True`` or ``dict(mode=..., fullgraph=..., dynamic=..., regional=False)``:
+            ``torch.compile`` the model in place before training (before DDP wrapping);
+            ``regional=True`` compiles each repeated block instead of the whole model.
         train_loop, val_loop, test_loop: loop classes to use instead of the built-in ones, or
             ``dict(type=LoopClass, **options)`` for options of the loop's own, such as the
             train loops' ``dynamic_intervals=[(milestone, val_interval), ...]``.
@@ -127,6 +131,7 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         log_interval: int = 50,
         on_nonfinite: str = "raise",
         interrupt_signals: Sequence[str] = ("SIGTERM",),
+        compile: bool | Mapping[str, Any] = False,
         train_loop: type[BaseTrainLoop] | Mapping[str, Any] | None = None,
         val_loop: type[ValLoop] | Mapping[str, Any] = ValLoop,
         test_loop: type[TestLoop] | Mapping[str, Any] = TestLoop,
@@ -170,6 +175,7 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         self.nonfinite = NonFiniteCheck(on_nonfinite, self.log_interval)
         self.interrupt_signals = interrupt.check_signals(interrupt_signals)
         self.interrupts = interrupt.InterruptGuard(self.interrupt_signals)
+        self.compile_options = check_compile(compile)
         if seed is not None and not arguments.is_int(seed):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self._randomness = (seed, deterministic, diff_rank_seed)
@@ -345,6 +351,7 @@ class Trainer(CheckpointMixin, RunnerAttributes):
 
     def _build_optimization(self) -> list[Any]:
         """The wrapped model and the optimizer wrapper; returns the model's own schedulers."""
+        compile_model(self.model, self.compile_options)  # compiled before DDP wraps it
         self.wrapped_model = self.strategy.wrap_model(self.model, self.device)
         self.optim_wrapper, model_schedulers = build_optim_wrapper_for(
             self._optim_wrapper_cfg, self.model, self.precision, self.device.type)
