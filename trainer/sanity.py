@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from trainer.callbacks.param_scheduler import iter_schedulers
 from trainer.model import check_train_step
 from trainer.randomness import preserve_rng
 from trainer.suggestions import did_you_mean
@@ -36,8 +35,7 @@ def check_before_training(trainer: Trainer, val_loop: ValLoop | None) -> dict[st
     if val_loop is None or not trainer.num_sanity_val_batches:
         return None
     metrics = evaluate_batches(trainer, val_loop, trainer.num_sanity_val_batches)
-    check_monitored_metrics(
-        [*trainer.callbacks, *iter_schedulers(trainer.param_schedulers)], metrics)
+    check_monitored_metrics([*trainer.callbacks, *schedulers(trainer.param_schedulers)], metrics)
     return metrics
 
 
@@ -60,6 +58,13 @@ def evaluate_batches(trainer: Trainer, val_loop: ValLoop, num_batches: int) -> d
         evaluator.reset()
         model.train(was_training)
         trainer.sanity_checking = False
+
+
+def schedulers(param_schedulers: Any) -> list[Any]:
+    """``trainer.param_schedulers`` as one list (it may be a dict of lists, one per optimizer)."""
+    if isinstance(param_schedulers, dict):
+        return [s for group in param_schedulers.values() for s in group]
+    return list(param_schedulers or [])
 
 
 def first_batches(dataloader: Iterable, num_batches: int) -> list[Any]:
