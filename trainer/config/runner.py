@@ -25,6 +25,7 @@ from trainer.config.data import build_dataloader
 from trainer.config.hooks import callback_kwargs
 from trainer.config.load import load_config
 from trainer.config.loops import eval_loop, train_loop_kwargs
+from trainer.config.migrate.mmcv import mmcv_fields
 from trainer.config.types import build_object, expect_mapping, import_custom_modules
 from trainer.model import BaseDataPreprocessor
 
@@ -43,9 +44,6 @@ KNOWN_FIELDS = (
     "precision", "accelerator", "devices", "strategy", "log_interval",
 )
 _PASSED_AS_IS = ("precision", "accelerator", "devices", "strategy", "log_interval")
-_MMCV_FIELDS = ("runner", "lr_config", "optimizer_config", "checkpoint_config", "log_config",
-                "evaluation", "workflow", "total_epochs", "total_iters", "resume_from",
-                "dist_params", "momentum_config")
 
 
 @dataclass
@@ -99,12 +97,7 @@ def parse_runner_config(cfg: Mapping[str, Any] | str | os.PathLike,
 
 
 def _check_fields(config: Mapping[str, Any]) -> None:
-    mmcv = [k for k in _MMCV_FIELDS if k in config]
-    data = config.get("data")
-    if isinstance(data, Mapping) and ("samples_per_gpu" in data or "train" in data):
-        mmcv.append("data")
-    if "optimizer" in config and "optim_wrapper" not in config:
-        mmcv.append("optimizer")
+    mmcv = mmcv_fields(config)
     if mmcv:
         raise ValueError(
             f"this is an MMCV runner config (it has {mmcv}), which the Trainer does not read; "
@@ -164,14 +157,20 @@ class _Mapper:
                           "train_cfg such as dict(by_epoch=True, max_epochs=12)")
 
     def eval_stage(self, stage: str, loader: Any, cfg: Any, evaluator: Any) -> None:
-        given = {f"{stage}_dataloader": loader, f"{stage}_cfg": cfg}
-        if (loader is None) != (cfg is None):
-            missing = next(k for k, v in given.items() if v is None)
-            present = next(k for k, v in given.items() if v is not None)
-            raise ValueError(f"{present} is set but {missing} is not; as in MMEngine set both "
-                             f"(e.g. {stage}_cfg = dict()) or neither")
-        if evaluator is not None and loader is None:
-            raise ValueError(f"{stage}_evaluator is set but {stage}_dataloader is not")
+        trio = f"{stage}_dataloader, {stage}_cfg and {stage}_evaluator"
+        if loader is not None and cfg is None:
+            present = (f"{stage}_dataloader and {stage}_evaluator are" if evaluator is not None
+                       else f"{stage}_dataloader is")
+            raise ValueError(f"{present} set but {stage}_cfg is not: add "
+                             f"{stage}_cfg = dict(), that is all that is missing (as in "
+                             f"MMEngine, {trio} go together)")
+        if loader is None and (cfg is not None or evaluator is not None):
+            present = " and ".join(k for k, v in ((f"{stage}_cfg", cfg),
+                                                  (f"{stage}_evaluator", evaluator))
+                                   if v is not None)
+            raise ValueError(f"{present} {'are' if ' and ' in present else 'is'} set but "
+                             f"{stage}_dataloader is not; as in MMEngine give {trio} together, "
+                             "or none of them")
         if evaluator is not None:
             self.kwargs[f"{stage}_evaluator"] = self.types_from_modules(evaluator)
         if cfg is None:

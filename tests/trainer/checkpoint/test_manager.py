@@ -53,7 +53,9 @@ def test_checkpoint_mid_epoch_holds_the_data_position(tmp_path):
     ckpt = load_checkpoint(str(tmp_path / "first" / "iter_7.pth"))
     assert (ckpt["meta"]["epoch"], ckpt["meta"]["iter"], ckpt["meta"]["batch_idx"]) == (1, 7, 2)
     (position,) = ckpt["data"]
-    assert sorted(position["order"].tolist()) == list(range(40))  # the epoch's permutation
+    # How to draw the epoch's permutation again, never the permutation itself.
+    assert set(position) == {"seed", "batches", "samples"}
+    assert (position["batches"], position["samples"]) == (2, 16)
     assert ckpt["optimizer"]["inner_count"] == 2  # inside the accumulation window
     assert torch.load(str(tmp_path / "first" / "iter_7.pth"), weights_only=True)
 
@@ -169,3 +171,21 @@ def test_resume_with_nothing_to_resume_warns_and_starts_from_scratch(tmp_path):
                                          "scratch"):
         _, trainer = run(str(tmp_path / "empty"), {"max_iters": 3}, resume=True)
     assert trainer.iter == 3
+
+
+def test_a_checkpoint_records_the_progress_it_is_given(tmp_path):
+    from trainer.checkpoint.io import join
+
+    class SaveAt(Callback):
+        def after_train_iter(self, trainer, batch_idx, data_batch=None, outputs=None):
+            if trainer.iter == 2:  # the third iteration is done, trainer.iter is still 2
+                trainer.save_checkpoint(join(trainer.work_dir, "as_is.pth"))
+                trainer.save_checkpoint(join(trainer.work_dir, "done.pth"),
+                                        progress=trainer.state.progress(iter_done=True))
+
+    Trainer(max_iters=4, work_dir=str(tmp_path), callbacks=[SaveAt()],
+            default_callbacks={"progress": None, "logger": None}).fit(ToyNet(), toy_loader(n=40))
+    as_is = load_checkpoint(str(tmp_path / "as_is.pth"))["meta"]
+    done = load_checkpoint(str(tmp_path / "done.pth"))["meta"]
+    assert (as_is["iter"], as_is["batch_idx"]) == (2, 3)  # batch_idx counts consumed batches
+    assert (done["iter"], done["batch_idx"]) == (3, 3)
