@@ -309,8 +309,8 @@ class Trainer(CheckpointMixin, RunnerAttributes):
     # Internals.
     def _take_fit_inputs(self, model: Any, train_dataloader: Any, val_dataloader: Any,
                          ckpt_path: str | None) -> str | None:
-        """Check fit's arguments (falling back to ``from_config``'s) and adopt them; the
-        checkpoint the run resumes from (see ``prepare_run``)."""
+        """Check fit's arguments (falling back to ``from_config``'s), adopt them, and prepare the
+        work_dir; returns the checkpoint to load or resume from."""
         model = model if model is not None else self.model
         train_dataloader = train_dataloader if train_dataloader is not None \
             else self.train_dataloader
@@ -408,4 +408,3 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         result = run()
         self.call_hook("after_run")
         return result
-

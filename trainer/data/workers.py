@@ -45,7 +45,17 @@ class SeededDataset(Dataset):
     """
 
     def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
+        object.__setattr__(self, "dataset", dataset)
+
+    # Hooks reach the data set through the loader they are given (``loader.dataset.pipeline = ...``
+    # in MMDetection's PipelineSwitchHook): reads and writes go to the user's data set.
+    def __getattr__(self, name: str) -> Any:
+        if name == "dataset":  # not set yet (unpickling in a spawned worker)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.dataset, name, value)
 
     def __len__(self) -> int:
         return len(self.dataset)
