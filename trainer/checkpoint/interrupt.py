@@ -75,20 +75,21 @@ class InterruptGuard:
 
     def __enter__(self) -> InterruptGuard:
         self.requested, self.saving, self._flag, self._work = 0, False, None, None
+        if dist.get_world_size() > 1:
+            self._group = torch_dist.new_group(backend="gloo")
         if threading.current_thread() is threading.main_thread():
             for sig in dict.fromkeys((signal.SIGINT, *self.signals)):
                 previous = signal.getsignal(sig)
                 if previous is not signal.SIG_IGN:  # the process was told to ignore it
                     self._previous[sig] = previous
                     signal.signal(sig, self._handle)
-        if dist.get_world_size() > 1:
-            self._group = torch_dist.new_group(backend="gloo")
         return self
 
     def __exit__(self, *exc: Any) -> None:
         for sig, previous in self._previous.items():
             signal.signal(sig, signal.SIG_DFL if previous is None else previous)
         self._previous.clear()
+        self.saving = False
         if self._group is not None and exc[0] is None:
             torch_dist.destroy_process_group(self._group)
         self._group = None
