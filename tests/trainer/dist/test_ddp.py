@@ -15,7 +15,7 @@ from trainer.callbacks import Callback
 
 from tests.conftest import ToyNet, accuracy, toy_dataset, toy_loader
 from tests.trainer.dist.launchers import ENV, REPO, torchrun
-from trainer import Trainer
+from trainer import Trainer, dist
 from trainer.dist.ddp import wrap_model
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
@@ -62,9 +62,17 @@ def test_validation_metrics_over_two_processes_equal_one_process(tmp_path):
     assert round(ddp_acc * 13) == ddp_acc * 13  # a count out of 13, not of 14
 
 
+class PortedNoteHook(Callback):
+    """An MMEngine hook ported as is: its writer is decorated with ``master_only``."""
+
+    @dist.master_only
+    def after_train(self, trainer):
+        (Path(trainer.work_dir) / f"note_rank{trainer.rank}.txt").write_text(str(trainer.iter))
+
+
 def test_only_rank_zero_writes_files(tmp_path):
     work_dir = tmp_path / "run"
-    trainer = ddp_trainer(work_dir, max_iters=8, log_interval=2,
+    trainer = ddp_trainer(work_dir, max_iters=8, log_interval=2, callbacks=[PortedNoteHook()],
                           default_callbacks={"progress": None, "checkpoint": {
                               "interval": 4, "by_epoch": False}})
     trainer.fit(ToyNet(), toy_loader())
@@ -72,7 +80,7 @@ def test_only_rank_zero_writes_files(tmp_path):
     records = [json.loads(line) for line in (log_dir / "scalars.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in records] == [2, 4, 6, 8]  # one line per log step, not one per rank
     assert sorted(p.name for p in work_dir.iterdir() if p.is_file()) == [
-        "iter_4.pth", "iter_8.pth", "last_checkpoint"]
+        "iter_4.pth", "iter_8.pth", "last_checkpoint", "note_rank0.txt"]
 
 
 @pytest.mark.parametrize("launch", ["devices", "torchrun"])
