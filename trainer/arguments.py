@@ -8,8 +8,6 @@ from typing import Any
 
 import torch
 
-from trainer.config.types import check_kwargs, resolve_type
-
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 ACCELERATORS = ("auto", "cpu", "cuda")
 
@@ -82,6 +80,8 @@ def check_loop(name: str, loop: Any, base: type) -> tuple[type, dict[str, Any]]:
         ...            BaseTrainLoop)[1]
         {'dynamic_intervals': [(10, 2)]}
     """
+    from trainer.config.types import check_kwargs, resolve_type  # loaded only when used
+
     options: dict[str, Any] = {}
     if isinstance(loop, Mapping):
         options = {k: v for k, v in loop.items() if k != "type"}
@@ -146,10 +146,11 @@ def check_auto_scale_lr(cfg: Any) -> dict[str, Any] | None:
 
 def check_optim_wrapper_types(cfg: Any) -> None:
     """Resolve every ``type`` of an optim_wrapper dict now, so a typo fails at construction."""
-    from trainer.optim import OPTIM_WRAPPERS, OPTIMIZERS
-
     if not isinstance(cfg, dict):
         return
+    from trainer.config.types import resolve_type  # loaded only when a dict needs it
+    from trainer.optim import OPTIM_WRAPPERS, OPTIMIZERS
+
     if "optimizer" not in cfg and "type" not in cfg:  # several optimizers, keyed by submodule
         for sub in cfg.values():
             check_optim_wrapper_types(sub)
@@ -163,10 +164,11 @@ def check_optim_wrapper_types(cfg: Any) -> None:
 
 def check_scheduler_types(cfg: Any) -> None:
     """Resolve the ``type`` of each param_scheduler dict now."""
-    from trainer.schedulers import SCHEDULERS
-
     for item in cfg if isinstance(cfg, (list, tuple)) else [cfg]:
         if isinstance(item, dict):
+            from trainer.config.types import resolve_type
+            from trainer.schedulers import SCHEDULERS
+
             if "type" not in item:
                 raise ValueError(f"param_scheduler config {item!r} has no 'type' key")
             resolve_type(item["type"], SCHEDULERS, "param_scheduler")

@@ -86,6 +86,7 @@ class BaseTrainLoop:
         return self.val_interval if step == 0 else self.dynamic_intervals[step - 1][1]
 
     def validate(self) -> None:
+        self.trainer.nonfinite.check()  # a non-finite loss never reaches a validation
         self.val_loop.run()
         self.trainer.model.train()
 
@@ -93,6 +94,7 @@ class BaseTrainLoop:
         trainer = self.trainer
         trainer.call_hook("before_train_iter", batch_idx=batch_idx, data_batch=data_batch)
         outputs = trainer.wrapped_model.train_step(data_batch, optim_wrapper=trainer.optim_wrapper)
+        trainer.nonfinite.record(trainer.state.iter, outputs)
         self.advance()
         trainer.call_hook(
             "after_train_iter", batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
@@ -162,6 +164,7 @@ class EpochBasedTrainLoop(BaseTrainLoop):
             trainer.model, trainer.state.batch_idx, self.epoch_length)
         for batch_idx, data_batch in enumerate(self.new_iterator(), trainer.state.batch_idx):
             self.run_iter(batch_idx, data_batch)
+            trainer.interrupts.check(trainer.state.iter)  # before the next batch is drawn
         trainer.call_hook("after_train_epoch")
         trainer.state.epoch += 1
         trainer.state.batch_idx = 0
@@ -187,6 +190,7 @@ class IterBasedTrainLoop(BaseTrainLoop):
         trainer.model.train()
         state = trainer.state
         while state.iter < self.max_iters and not state.stop_training:
+            trainer.interrupts.check(state.iter)  # after the last validation, before a batch
             self.run_iter(state.iter, self.next_batch())
             if self.should_validate(state.iter, self.max_iters):
                 self.validate()

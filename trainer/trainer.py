@@ -16,8 +16,10 @@ from trainer import arguments, checkpoint, dist
 from trainer.callbacks.base import Callback
 from trainer.callbacks.callback_list import CallbackList
 from trainer.callbacks.defaults import build_callbacks
+from trainer.checkpoint import interrupt, workdir
 from trainer.checkpoint.manager import CheckpointMixin, callback_keys
 from trainer.compat.runner import RunnerAttributes
+from trainer.compile import check_compile, compile_model
 from trainer.dist import launch
 from trainer.dist.strategy import Strategy, parse_strategy
 from trainer.evaluation.evaluator import Evaluator
@@ -30,6 +32,7 @@ from trainer.loops import (
     loader_length,
 )
 from trainer.message_hub import MessageHub
+from trainer.nonfinite import NonFiniteCheck
 from trainer.optim import build_optim_wrapper_for, scale_lr
 from trainer.randomness import set_random_seed
 from trainer.schedulers import build_param_schedulers
@@ -67,6 +70,16 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         deterministic: ask torch for deterministic algorithms.
         diff_rank_seed: give each rank ``seed + rank``.
         log_interval: iterations between log lines.
+        on_nonfinite: what a NaN or infinite training loss does: ``"raise"`` (FloatingPointError
+            naming the iteration and loss key, before anything is saved), ``"warn"`` (once) or
+            ``"ignore"``; checked every ``log_interval`` iterations and before every save and
+            validation, without a per-iteration host sync.
+        interrupt_signals: signals that make ``fit`` finish the current iteration, save
+            ``work_dir/interrupted_iter_{n}.pth`` and exit with 128 + the signal's number;
+            Ctrl-C always does the same and re-raises ``KeyboardInterrupt``.
+        compile: ``True`` or ``dict(mode=..., fullgraph=..., dynamic=..., regional=False)``:
+            ``torch.compile`` the model in place before training (before DDP wrapping);
+            ``regional=True`` compiles each repeated block instead of the whole model.
         train_loop, val_loop, test_loop: loop classes to use instead of the built-in ones, or
             ``dict(type=LoopClass, **options)`` for options of the loop's own, such as the
             train loops' ``dynamic_intervals=[(milestone, val_interval), ...]``.
@@ -116,6 +129,9 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         deterministic: bool = False,
         diff_rank_seed: bool = False,
         log_interval: int = 50,
+        on_nonfinite: str = "raise",
+        interrupt_signals: Sequence[str] = ("SIGTERM",),
+        compile: bool | Mapping[str, Any] = False,
         train_loop: type[BaseTrainLoop] | Mapping[str, Any] | None = None,
         val_loop: type[ValLoop] | Mapping[str, Any] = ValLoop,
         test_loop: type[TestLoop] | Mapping[str, Any] = TestLoop,
@@ -132,6 +148,7 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         if not isinstance(work_dir, str) or not work_dir:
             raise TypeError(f"work_dir must be a non-empty path or URL string, got {work_dir!r}")
         self.work_dir = work_dir.rstrip("/")
+        workdir.check_work_dir(self.work_dir)
         if not isinstance(resume, bool):
             raise TypeError(f"resume must be True or False, got {resume!r}")
         if isinstance(load_from, os.PathLike):
@@ -155,6 +172,10 @@ class Trainer(CheckpointMixin, RunnerAttributes):
                                  device_type=arguments.resolve_device(self.accelerator).type)
         self.auto_scale_lr = arguments.check_auto_scale_lr(auto_scale_lr)
         self.log_interval = arguments.check_positive_int("log_interval", log_interval)
+        self.nonfinite = NonFiniteCheck(on_nonfinite, self.log_interval)
+        self.interrupt_signals = interrupt.check_signals(interrupt_signals)
+        self.interrupts = interrupt.InterruptGuard(self.interrupt_signals)
+        self.compile_options = check_compile(compile)
         if seed is not None and not arguments.is_int(seed):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self._randomness = (seed, deterministic, diff_rank_seed)
@@ -170,7 +191,8 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         self.timestamp = time.strftime("%Y%m%d_%H%M%S")
         self.log_dir = checkpoint.join(self.work_dir, self.timestamp)
         self.callbacks = CallbackList(
-            build_callbacks(callbacks, default_callbacks, by_epoch=by_epoch))
+            build_callbacks(callbacks, default_callbacks, by_epoch=by_epoch,
+                            val_interval=self.val_interval))
         self.model: nn.Module | None = None
         self.wrapped_model: nn.Module | None = None  # what the loops call: DDP-wrapped or model
         self.optim_wrapper: Any = None
@@ -260,7 +282,7 @@ class Trainer(CheckpointMixin, RunnerAttributes):
 
         ``model`` and the loaders default to those of ``from_config``.
         """
-        self._take_fit_inputs(model, train_dataloader, val_dataloader, ckpt_path)
+        source = self._take_fit_inputs(model, train_dataloader, val_dataloader, ckpt_path)
         if self.strategy.needs_spawn:
             self._adopt_worker_result(launch.run_workers(self, self.devices, "fit", (
                 self.model, self.train_dataloader, val_dataloader, ckpt_path)))
@@ -272,10 +294,12 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         self._build_param_schedulers(model_schedulers)
         self._dump_config()
         self.call_hook("before_run")
-        self._load_or_resume(ckpt_path)
-        if not self._resumed_a_finished_run():
-            self.train_loop.run()
-        self.call_hook("after_run")
+        self._load_or_resume(source)
+        with interrupt.saving_interruptions(self):
+            if not self._resumed_a_finished_run():
+                self.train_loop.run()
+                self.nonfinite.check()
+            self.call_hook("after_run")
         return self.model
 
     def validate(self, model: nn.Module | None = None, dataloader: Iterable | None = None,
@@ -306,18 +330,19 @@ class Trainer(CheckpointMixin, RunnerAttributes):
 
     # Internals.
     def _take_fit_inputs(self, model: Any, train_dataloader: Any, val_dataloader: Any,
-                         ckpt_path: str | None) -> None:
-        """Check fit's arguments (falling back to ``from_config``'s) and adopt them."""
+                         ckpt_path: str | None) -> str | None:
+        """Check fit's arguments (falling back to ``from_config``'s), adopt them, and prepare the
+        work_dir; returns the checkpoint to load or resume from."""
         model = model if model is not None else self.model
         train_dataloader = train_dataloader if train_dataloader is not None \
             else self.train_dataloader
         if model is None:
             raise TypeError("fit() needs a model: fit(model, train_dataloader)")
-        self.check_work_dir_is_free(ckpt_path)
         self._set_model(model)
         self.train_dataloader = arguments.check_dataloader("train_dataloader", train_dataloader)
         if val_dataloader is not None:
             self.val_dataloader = arguments.check_dataloader("val_dataloader", val_dataloader)
+        return self.prepare_run(ckpt_path)
 
     def _settle_run_length(self, train_loader: Iterable) -> None:
         """Both ``max_epochs`` and ``max_iters`` of this run, before anything reads them."""
@@ -326,6 +351,7 @@ class Trainer(CheckpointMixin, RunnerAttributes):
 
     def _build_optimization(self) -> list[Any]:
         """The wrapped model and the optimizer wrapper; returns the model's own schedulers."""
+        compile_model(self.model, self.compile_options)  # compiled before DDP wraps it
         self.wrapped_model = self.strategy.wrap_model(self.model, self.device)
         self.optim_wrapper, model_schedulers = build_optim_wrapper_for(
             self._optim_wrapper_cfg, self.model, self.precision, self.device.type)
@@ -408,4 +434,3 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         result = run()
         self.call_hook("after_run")
         return result
-

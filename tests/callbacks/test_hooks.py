@@ -83,14 +83,16 @@ def mm_standalone(stage, n_batches):
     return ["before_run", *mm_eval(stage, n_batches), "after_run"]
 
 
-@pytest.mark.parametrize(("length", "fit_calls"), [
-    ({"max_epochs": 2}, mm_epoch_based_fit(max_epochs=2, n_train=3, n_val=2)),
-    ({"max_iters": 5, "val_interval": 2}, mm_iter_based_fit(max_iters=5, n_val=2, val_interval=2)),
+@pytest.mark.parametrize(("length", "checkpoint", "fit_calls"), [
+    ({"max_epochs": 2}, {}, mm_epoch_based_fit(max_epochs=2, n_train=3, n_val=2)),
+    # MMEngine's default CheckpointHook saves iteration-based runs only at the end
+    ({"max_iters": 5, "val_interval": 2}, {"interval": -1},
+     mm_iter_based_fit(max_iters=5, n_val=2, val_interval=2)),
 ])
-def test_fit_validate_test_match_mmengine(work_dir, length, fit_calls):
+def test_fit_validate_test_match_mmengine(work_dir, length, checkpoint, fit_calls):
     rec = Recorder()
     trainer = Trainer(**length, work_dir=work_dir, callbacks=[rec], val_evaluator=accuracy(),
-                      default_callbacks=QUIET)
+                      default_callbacks={**QUIET, "checkpoint": checkpoint})
     trainer.fit(ToyNet(), toy_loader(n=24), toy_loader(n=16))  # 3 train, 2 val batches
     assert names(rec) == fit_calls
     rec.calls.clear()
