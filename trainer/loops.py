@@ -80,6 +80,8 @@ class BaseTrainLoop:
 
     def current_val_interval(self, done: int) -> int:
         """``val_interval``, or the one of the last milestone of ``dynamic_intervals`` passed."""
+        if not self.dynamic_intervals:
+            return self.val_interval
         step = bisect.bisect([m for m, _ in self.dynamic_intervals], done)
         return self.val_interval if step == 0 else self.dynamic_intervals[step - 1][1]
 
@@ -171,14 +173,14 @@ class EpochBasedTrainLoop(BaseTrainLoop):
 class IterBasedTrainLoop(BaseTrainLoop):
     """Train for ``max_iters`` batches, restarting the loader (and counting epochs) as it empties."""
 
-    max_epochs = property(lambda self: self.trainer.state.max_epochs)
-
     def __init__(self, trainer: Trainer, dataloader: Iterable, max_iters: int,
                  val_loop: ValLoop | None = None, val_begin: int = 1, val_interval: int = 1000,
                  dynamic_intervals: Sequence[tuple[int, int]] | None = None) -> None:
         super().__init__(trainer, dataloader, val_loop, val_begin, val_interval, dynamic_intervals)
         self._iterator: Iterator | None = None  # over the current pass; None between passes
         self.max_iters = max_iters
+
+    max_epochs = property(lambda self: self.trainer.state.max_epochs)  # passes, settled by fit
 
     def run(self) -> None:
         trainer = self.trainer

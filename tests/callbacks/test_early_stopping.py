@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainer.callbacks import Callback, EarlyStoppingCallback
+from trainer.callbacks import EarlyStoppingCallback
 
-from tests.conftest import ToyNet, toy_loader
+from tests.conftest import SaveAfterValidation, ToyNet, toy_loader
 from trainer import Trainer
 from trainer.checkpoint.io import load_checkpoint
 
@@ -67,21 +67,6 @@ def test_iteration_based_stops_at_the_validation_iteration(work_dir):
     assert int(model.validations) == 4
     assert trainer.iter == 12
     assert Path(work_dir, "iter_12.pth").exists()  # the last checkpoint, as usual
-
-
-class SaveAfterValidation(Callback):
-    """Saves a checkpoint after the given validation, once early stopping has counted it."""
-
-    priority = "LOWEST"  # registered after EarlyStoppingCallback, so it runs after it
-
-    def __init__(self, path, after):
-        super().__init__()
-        self.path, self.after, self.seen = path, after, 0
-
-    def after_val_epoch(self, trainer, metrics=None):
-        self.seen += 1
-        if self.seen == self.after:
-            trainer.save_checkpoint(self.path)
 
 
 def test_resume_continues_the_count(tmp_path):

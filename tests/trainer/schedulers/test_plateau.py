@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from trainer.callbacks import Callback
 
-from tests.conftest import ToyNet, toy_loader
+from tests.conftest import SaveAfterValidation, ToyNet, toy_loader
 from trainer import Trainer
 from trainer.schedulers import (
     ReduceOnPlateauLR,
@@ -161,22 +161,6 @@ class RecordLR(Callback):
         self.lrs = list(state_dict["lrs"])
 
 
-class SaveAfterValidation(Callback):
-    """Writes a checkpoint after validation ``k`` (once the scheduler has seen it) and stops."""
-
-    priority = "LOWEST"
-
-    def __init__(self, k, path):
-        super().__init__()
-        self.k, self.path, self.seen = k, path, 0
-
-    def after_val_epoch(self, trainer, metrics=None):
-        self.seen += 1
-        if self.seen == self.k:
-            trainer.save_checkpoint(self.path)
-            trainer.stop_training = True
-
-
 class LossOnVal(ToyNet):
     def forward(self, x, y=None, mode="tensor"):
         if mode == "predict":
@@ -213,7 +197,7 @@ def test_trainer_steps_the_plateau_scheduler_after_each_validation(tmp_path, loo
 def test_trainer_resume_in_the_middle_of_the_patience_window_is_exact(tmp_path, loop):
     straight, straight_model = fit(str(tmp_path / "straight"), [], loop)
     path = str(tmp_path / "after_val_8.pth")
-    fit(str(tmp_path / "first"), [SaveAfterValidation(8, path)], loop)
+    fit(str(tmp_path / "first"), [SaveAfterValidation(path, after=8, stop=True)], loop)
     record = RecordLR()
     resumed, resumed_model = fit(str(tmp_path / "second"), [record], loop, resume=True,
                                  load_from=path)
