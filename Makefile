@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench
+.PHONY: demo test doctest lint bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,9 +17,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m trainer.demo
 
+# The suite includes tests/test_doctests.py: every docstring example in trainer/ and callbacks/
+# runs (pytest --doctest-modules, importing callbacks/ by its installed name trainer.callbacks).
 test: $(STAMP)
 	$(VENV)/bin/ruff check trainer callbacks tests benchmarks
 	$(PY) -m pytest -q -n 2
+
+doctest: $(STAMP)
+	$(PY) -m pytest -q tests/test_doctests.py
 
 # The overhead table (tiny MLP, small CNN; progress bar off and on), the import cost and the
 # checkpoint's data position at 10M samples. benchmarks/README.md has the latest figures.

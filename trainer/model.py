@@ -31,6 +31,9 @@ class BaseDataPreprocessor(nn.Module):
         ...     def forward(self, data, training=False):
         ...         x, y = self.cast_data(data)
         ...         return (x - x.mean()) / x.std(), y
+        >>> x, y = Normalise()((torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0, 1, 0])))
+        >>> x.tolist(), y.tolist()
+        ([-1.0, 0.0, 1.0], [0, 1, 0])
     """
 
     def __init__(self, non_blocking: bool | None = None) -> None:
@@ -107,6 +110,15 @@ class BaseModel(nn.Module):
         ...         if mode == "loss":
         ...             return {"loss": nn.functional.cross_entropy(logits, y)}
         ...         return (logits.argmax(1), y) if mode == "predict" else logits
+        >>> from trainer.optim import OptimWrapper
+        >>> net = Net()
+        >>> x, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 0])
+        >>> log_vars = net.train_step((x, y), OptimWrapper(torch.optim.SGD(net.parameters(), lr=0.1)))
+        >>> sorted(log_vars), log_vars["loss"].requires_grad
+        (['loss'], False)
+        >>> preds, target = net.val_step((x, y))
+        >>> preds.shape, target is y
+        (torch.Size([4]), True)
     """
 
     def __init__(self, data_preprocessor: nn.Module | None = None) -> None:

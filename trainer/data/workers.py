@@ -49,8 +49,10 @@ class SeededDataset(Dataset):
     def __init__(self, dataset: Any) -> None:
         object.__setattr__(self, "dataset", dataset)
 
+    # Hooks reach the data set through the loader they are given (``loader.dataset.pipeline = ...``
+    # in MMDetection's PipelineSwitchHook): reads and writes go to the user's data set.
     def __getattr__(self, name: str) -> Any:
-        if name == "dataset":  # not set yet (while unpickling in a spawned worker)
+        if name == "dataset":  # not set yet (unpickling in a spawned worker)
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
