@@ -26,5 +26,9 @@ test: $(STAMP)
 doctest: $(STAMP)
 	$(PY) -m pytest -q tests/test_doctests.py
 
+# The overhead table (tiny MLP, small CNN; progress bar off and on), the import cost and the
+# checkpoint's data position at 10M samples. benchmarks/README.md has the latest figures.
 bench: $(STAMP)
-	$(PY) benchmarks/overhead.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/overhead.py
+	$(PY) benchmarks/import_time.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/data_position.py
