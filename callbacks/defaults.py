@@ -68,7 +68,8 @@ def build_callbacks(extra: Sequence[Any] | None, overrides: Mapping[str, Any] | 
             built.append(override)
         elif isinstance(override, Mapping) and not override:
             # Nothing to resolve or check: the config layer stays unloaded.
-            built.append(cls(**default_options(name, by_epoch=by_epoch)))
+            built.append(cls(**default_options(name, by_epoch=by_epoch,
+                                                  val_interval=val_interval)))
         elif isinstance(override, Mapping):
             built.append(build_callback(
                 {"type": cls, **default_options(name, by_epoch=by_epoch, val_interval=val_interval),
