@@ -80,16 +80,16 @@ def check_loop(name: str, loop: Any, base: type) -> tuple[type, dict[str, Any]]:
         ...            BaseTrainLoop)[1]
         {'dynamic_intervals': [(10, 2)]}
     """
-    from trainer.config.types import check_kwargs, resolve_type  # loaded only when used
-
     options: dict[str, Any] = {}
     if isinstance(loop, Mapping):
+        from trainer.config.types import check_kwargs, resolve_type  # loaded only when used
+
         options = {k: v for k, v in loop.items() if k != "type"}
         loop = resolve_type(loop.get("type"), {}, name)
+        check_kwargs(loop, options, name)
     if not (isinstance(loop, type) and issubclass(loop, base)):
         raise TypeError(f"{name} must be a subclass of {base.__name__} or dict(type=that "
                         f"class, **its options), got {loop!r}")
-    check_kwargs(loop, options, name)
     if "dynamic_intervals" in options:  # checked now rather than when fit builds the loop
         options["dynamic_intervals"] = check_dynamic_intervals(options["dynamic_intervals"])
     return loop, options
