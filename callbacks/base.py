@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -99,7 +100,7 @@ class Callback:
         super().__init_subclass__(**kwargs)
         for name in HOOK_NAMES:
             method = cls.__dict__.get(name)
-            if callable(method):
+            if inspect.isfunction(method):  # plain methods; static/class methods stay as they are
                 setattr(cls, name, accept_runner_keyword(method))
 
     def __init__(self, priority: int | str | None = None) -> None:
