@@ -38,6 +38,9 @@ class CheckpointCallback(Callback):
         out_dir: directory (any fsspec URL) instead of ``work_dir``.
         save_begin: first epoch/iteration that may be saved.
         filename_tmpl: e.g. ``"epoch_{}.pth"``; defaults to MMEngine's names.
+        async_save: under FSDP, write sharded checkpoints in the background
+            (``torch.distributed.checkpoint.async_save``); the next save and the end of training
+            wait for it, and ``last_checkpoint`` moves only once it is complete.
     """
 
     priority = "VERY_LOW"
@@ -47,7 +50,7 @@ class CheckpointCallback(Callback):
                  rule: str | list[str] | None = None, save_optimizer: bool = True,
                  save_param_scheduler: bool = True, out_dir: str | None = None,
                  save_begin: int = 0, filename_tmpl: str | None = None,
-                 priority: int | str | None = None) -> None:
+                 async_save: bool = False, priority: int | str | None = None) -> None:
         super().__init__(priority)
         if not isinstance(interval, int) or interval == 0 or interval < -1:
             raise ValueError(f"interval must be a positive int or -1, got {interval!r}")
@@ -68,6 +71,8 @@ class CheckpointCallback(Callback):
         self.best_ckpt_paths: dict[str, str] = {}
         self.kept: list[str] = []
         self.last_saved: int | None = None
+        self.async_save = async_save
+        self._pending: tuple[Any, str, list[str]] | None = None  # a save, its path, what expires
 
     def before_train(self, trainer: Any) -> None:
         self.out_dir = self.out_dir or trainer.work_dir
@@ -86,6 +91,7 @@ class CheckpointCallback(Callback):
         done = trainer.epoch if self.by_epoch else trainer.iter
         if self.save_last and done and self.last_saved != done:
             self._save_regular(trainer, done)
+        self._finish_pending(trainer)
 
     def _due(self, done: int, total: int | None) -> bool:
         if done < self.save_begin:
@@ -100,15 +106,28 @@ class CheckpointCallback(Callback):
         self.kept.append(path)
         expired = self.kept[:-self.max_keep_ckpts] if self.max_keep_ckpts > 0 else []
         self.kept = self.kept[len(expired):]
-        self._save(trainer, path)
+        self._pending = (self._save(trainer, path, self.async_save), path, expired)
+        if not self.async_save:
+            self._finish_pending(trainer)
+
+    def _finish_pending(self, trainer: Any) -> None:
+        """Once a save is complete: point ``last_checkpoint`` at it and rotate old ones out."""
+        if self._pending is None:
+            return
+        pending, path, expired = self._pending
+        self._pending = None
+        if pending is not None:
+            pending.wait()
         if dist.is_main_process():
             checkpoint.write_last_checkpoint(trainer.work_dir, path)
         for old in expired:
             self._remove(old)
 
-    def _save(self, trainer: Any, path: str) -> None:
-        trainer.save_checkpoint(path, save_optimizer=self.save_optimizer,
-                                save_param_scheduler=self.save_param_scheduler)
+    def _save(self, trainer: Any, path: str, async_save: bool = False) -> Any:
+        self._finish_pending(trainer)
+        return trainer.save_checkpoint(path, save_optimizer=self.save_optimizer,
+                                       save_param_scheduler=self.save_param_scheduler,
+                                       async_save=async_save)
 
     def after_val_epoch(self, trainer: Any, metrics: dict[str, Any] | None = None) -> None:
         if not self.save_best or not metrics or trainer.train_loop is None:
@@ -139,14 +158,14 @@ class CheckpointCallback(Callback):
             _, keep_path = fsspec.core.url_to_fs(keep)
             for old in fs.glob(f"{fs_prefix}*.pth"):
                 if old != keep_path:
-                    fs.rm(old)
+                    fs.rm(old, recursive=True)  # a sharded checkpoint is a directory
 
     @staticmethod
     def _remove(path: str) -> None:
         if dist.is_main_process():
             fs, fs_path = fsspec.core.url_to_fs(path)
             if fs.exists(fs_path):
-                fs.rm(fs_path)
+                fs.rm(fs_path, recursive=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_scores": dict(self.best_scores),

@@ -16,7 +16,7 @@ from trainer import arguments, checkpoint, dist
 from trainer.callbacks.base import Callback
 from trainer.callbacks.callback_list import CallbackList
 from trainer.checkpoint.manager import CheckpointMixin
-from trainer.dist import launch
+from trainer.dist import fsdp, launch
 from trainer.dist.strategy import Strategy, parse_strategy
 from trainer.evaluation.evaluator import Evaluator
 from trainer.loops import (
@@ -136,7 +136,8 @@ class Trainer(CheckpointMixin):
             "accelerator", accelerator, arguments.ACCELERATORS)
         self.devices = arguments.check_positive_int("devices", devices)
         self.strategy = Strategy(*parse_strategy(strategy), devices=self.devices,
-                                 device_type=arguments.resolve_device(self.accelerator).type)
+                                 device_type=arguments.resolve_device(self.accelerator).type,
+                                 precision=self.precision)
         self.auto_scale_lr = arguments.check_auto_scale_lr(auto_scale_lr)
         self.log_interval = arguments.check_positive_int("log_interval", log_interval)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -154,6 +155,8 @@ class Trainer(CheckpointMixin):
         self.log_dir = checkpoint.join(self.work_dir, self.timestamp)
         self.callbacks = CallbackList(
             build_callbacks(callbacks, default_callbacks, by_epoch=by_epoch))
+        if self.strategy.kind == "fsdp":
+            fsdp.check_arguments(self.work_dir, self.precision, self.callbacks)
         self.model: nn.Module | None = None
         self.wrapped_model: nn.Module | None = None  # what the loops call: DDP-wrapped or model
         self.optim_wrapper: Any = None
@@ -187,8 +190,9 @@ class Trainer(CheckpointMixin):
         self.seed = None if seed is None else set_random_seed(seed, deterministic, diff_rank_seed)
 
     def worker_result(self) -> dict[str, Any]:
-        """What rank zero of spawned workers hands back to the calling process."""
-        return {"state_dict": {k: v.cpu() for k, v in self.model.state_dict().items()},
+        """What rank zero of spawned workers hands back to the calling process (every rank calls
+        it: gathering sharded weights is a collective)."""
+        return {"state_dict": self.strategy.full_state_dict(self.model),
                 "state": {k: getattr(self.state, k) for k in ("epoch", "iter", "batch_idx")},
                 "message_hub": self.message_hub.state_dict(),
                 "callbacks": [cb.state_dict() for cb in self.callbacks]}
@@ -257,6 +261,8 @@ class Trainer(CheckpointMixin):
         self.wrapped_model = self.strategy.wrap_model(self.model, self.device)
         self.optim_wrapper, model_schedulers = build_optim_wrapper_for(
             self._optim_wrapper_cfg, self.model, self.precision, self.device.type)
+        if self.strategy.sharded:
+            fsdp.check_optimizer(self.optim_wrapper, self.model)
         if self.auto_scale_lr:
             scale_lr(self.optim_wrapper, self.auto_scale_lr["base_batch_size"],
                      getattr(self.train_dataloader, "batch_size", None), self.world_size)

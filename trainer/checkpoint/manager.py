@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from trainer import checkpoint, dist
+from trainer.checkpoint import sharded
 from trainer.randomness import get_rng_state, set_rng_state
 from trainer.state import TrainState
 
@@ -76,14 +77,22 @@ class CheckpointMixin:
         return ckpt
 
     def save_checkpoint(self, path: str, save_optimizer: bool = True,
-                        save_param_scheduler: bool = True) -> None:
-        """Write a full checkpoint to ``path`` (rank zero only; every rank must call it)."""
+                        save_param_scheduler: bool = True,
+                        async_save: bool = False) -> sharded.PendingSave | None:
+        """Write a full checkpoint to ``path`` (every rank must call it).
+
+        One file written by rank zero; under FSDP a DCP directory written by every rank, in
+        the background with ``async_save`` (wait on the returned ``PendingSave``).
+        """
         if self.model is None:
             raise ValueError("save_checkpoint() needs a model: call fit() first")
         ckpt = self.checkpoint_dict(save_optimizer, save_param_scheduler)
+        if self.strategy.sharded:
+            return sharded.save(ckpt, path, self.model, self.optim_wrapper, async_save)
         if dist.is_main_process():
             checkpoint.save_checkpoint(ckpt, path)
         dist.barrier()
+        return None
 
     def load_checkpoint(self, path: str, strict: bool = True,
                         weights_only: bool = True) -> dict[str, Any]:
@@ -100,10 +109,12 @@ class CheckpointMixin:
         self.call_hook("after_load_checkpoint", checkpoint=ckpt)
         return ckpt
 
-    def _load_weights(self, path: str, strict: bool = True,
-                      weights_only: bool = True) -> dict[str, Any]:
+    def _load_weights(self, path: str, strict: bool = True, weights_only: bool = True,
+                      optim_wrapper: Any = None) -> dict[str, Any]:
         if self.model is None:
             raise ValueError("load_checkpoint() needs a model: pass one to fit/validate/test first")
+        if sharded.is_sharded_checkpoint(path):  # the optimizer is loaded with the model's shards
+            return sharded.load(path, self.model, optim_wrapper, strict=strict)
         ckpt = checkpoint.load_checkpoint(path, map_location="cpu", weights_only=weights_only)
         if "state_dict" not in ckpt:
             raise ValueError(f"{path} is not a valid checkpoint: it has no 'state_dict'")
@@ -131,7 +142,7 @@ class CheckpointMixin:
 
     def resume(self, path: str) -> None:
         """Restore model, optimizer, schedulers, callbacks, counters, data position and RNG."""
-        ckpt = self._load_weights(path)
+        ckpt = self._load_weights(path, optim_wrapper=self.optim_wrapper)
         if "optimizer" in ckpt:
             self.optim_wrapper.load_state_dict(ckpt["optimizer"])
         for scheduler, state in zip(self.param_schedulers, ckpt.get("param_schedulers", [])):
