@@ -1,4 +1,5 @@
-"""The command line: ``python -m trainer {train,test,migrate,print-config}``, or ``trainer``."""
+"""The command line: ``python -m trainer {train,test,migrate,print-config,consolidate}``, or
+``trainer``."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ examples:
   python -m trainer test configs/net.py work_dirs/net/epoch_12.pth
   python -m trainer migrate old_mmcv_config.py > configs/net.py
   python -m trainer print-config configs/net.py --cfg-options train_cfg.max_epochs=1
+  python -m trainer consolidate work_dirs/net/epoch_12.pth net_epoch_12.pth   # FSDP -> one file
 
 A config is a Python file of top-level assignments (MMEngine's fields: model,
 train_dataloader, train_cfg, optim_wrapper, param_scheduler, default_hooks, ...), or
@@ -91,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "references, as the Trainer will read it.")
     show.add_argument("config", metavar="CONFIG", help="the config file")
     show.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help=_CFG_OPTIONS_HELP)
+
+    consolidate = commands.add_parser(
+        "consolidate", help="turn a sharded (FSDP) checkpoint directory into one file",
+        description="Read the torch.distributed.checkpoint directory DIR that a "
+                    "Trainer(strategy='fsdp') run wrote and write its meta and full weights "
+                    "to FILE, an ordinary checkpoint that torch.load(weights_only=True) and "
+                    "Trainer.test(ckpt_path=FILE) read. Both may be fsspec URLs.")
+    consolidate.add_argument("directory", metavar="DIR", help="the sharded checkpoint")
+    consolidate.add_argument("output", metavar="FILE", help="the file to write")
     return parser
 
 
@@ -217,5 +228,17 @@ def _print_config(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"train": _train, "test": _test, "migrate": _migrate, "print-config": _print_config}
+def _consolidate(args: argparse.Namespace) -> int:
+    from trainer.checkpoint.sharded import consolidate
+
+    try:
+        consolidate(args.directory, args.output)
+    except (ValueError, FileNotFoundError) as err:
+        raise _ConfigError(str(err)) from err
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+_COMMANDS = {"train": _train, "test": _test, "migrate": _migrate, "print-config": _print_config,
+             "consolidate": _consolidate}
 

@@ -14,9 +14,11 @@ an unpickler that knows only DCP's metadata classes, everything else through
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import uuid
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 import fsspec
@@ -101,6 +103,14 @@ def _planner() -> Any:
     return SafePlanner()
 
 
+@contextlib.contextmanager
+def _single_process_is_meant() -> Iterator[None]:
+    """DCP warns on every load without a process group; loading into one process is intended."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        yield
+
+
 def _tensor_shapes(metadata: Any, prefix: str) -> dict[str, tuple[int, ...]]:
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
@@ -171,7 +181,7 @@ def save(ckpt: dict[str, Any], path: str, model: nn.Module, optim_wrapper: Any,
     fs.makedirs(tmp, exist_ok=True)
     if in_window:
         with fs.open(join(tmp, grads_file(dist.get_rank())), "wb") as f:
-            torch.save(local_accumulated_grads(model), f)
+            torch.save({"grads": local_accumulated_grads(model)}, f)
     if dist.is_main_process():
         save_checkpoint(plain, join(tmp, TRAINER_STATE))
     writer = FsspecWriter(fs.unstrip_protocol(tmp))
@@ -230,7 +240,9 @@ def load(path: str, model: nn.Module, optim_wrapper: Any = None,
     if wrappers and has_optim:
         targets["optimizers"] = {name: get_optimizer_state_dict(model, w.optimizer)
                                  for name, w in wrappers.items()}
-    dcp.load(targets, storage_reader=reader, planner=_planner(), no_dist=not dist.is_distributed())
+    with _single_process_is_meant():
+        dcp.load(targets, storage_reader=reader, planner=_planner(),
+                 no_dist=not dist.is_distributed())
     set_model_state_dict(model, targets["model"], options=StateDictOptions(strict=False))
     for name, wrapper in wrappers.items() if has_optim else ():
         set_optimizer_state_dict(model, wrapper.optimizer, targets["optimizers"][name])
@@ -249,7 +261,7 @@ def _load_accumulated_grads(path: str, model: nn.Module, saved_world_size: int) 
             f"processes, whose unreduced gradients only those ranks can continue; resume it "
             f"with strategy='fsdp' on {saved_world_size} processes, or resume from a "
             "checkpoint at the end of an accumulation window (e.g. an epoch end)")
-    grads = load_checkpoint(join(path, grads_file(dist.get_rank())))
+    grads = load_checkpoint(join(path, grads_file(dist.get_rank())))["grads"]
     restore_accumulated_grads(model, grads)
 
 
@@ -270,6 +282,7 @@ def consolidate(src: str, dst: str) -> None:
     state = {key: torch.empty(md.size, dtype=md.properties.dtype)
              for key, md in ((k, metadata.state_dict_metadata[f"model.{k}"])
                              for k in _tensor_shapes(metadata, "model."))}
-    dcp.load({"model": state}, storage_reader=reader, planner=_planner(), no_dist=True)
+    with _single_process_is_meant():
+        dcp.load({"model": state}, storage_reader=reader, planner=_planner(), no_dist=True)
     meta = load_checkpoint(join(src, TRAINER_STATE))["meta"]
     save_checkpoint({"meta": {**meta, "consolidated_from": str(src)}, "state_dict": state}, dst)

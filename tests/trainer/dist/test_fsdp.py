@@ -1,0 +1,263 @@
+"""FSDP2 and sharded checkpoints for real: two CPU processes over gloo, several runs per launch."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as torch_dist
+import torch.multiprocessing as mp
+from torch import nn
+from trainer.callbacks import EMACallback
+
+from tests.conftest import ToyNet, accuracy, toy_dataset, toy_loader
+from trainer import Trainer, cli, dist
+from trainer.checkpoint.sharded import consolidate, is_sharded_checkpoint
+
+pytestmark = pytest.mark.skipif(not torch_dist.is_available(),
+                                reason="torch.distributed is not available")
+REPO = Path(__file__).resolve().parents[3]
+QUIET = {"progress": None, "logger": None}
+FSDP = dict(type="fsdp", wrap=[nn.Linear])
+
+
+def launch(fn, out: Path, nprocs: int = 2):
+    """Run ``fn(rank, out)`` in ``nprocs`` processes of one gloo group; rank zero's result."""
+    port = dist.free_port()
+    mp.start_processes(_worker, args=(fn, nprocs, port, str(out)), nprocs=nprocs,
+                       start_method="fork", join=True)
+    return torch.load(out / "result.pt", weights_only=True)
+
+
+def _worker(rank, fn, nprocs, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(nprocs), LOCAL_WORLD_SIZE=str(nprocs))
+    torch_dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+    try:
+        result = fn(rank, Path(out))
+        if rank == 0:
+            torch.save(result, Path(out) / "result.pt")
+    finally:
+        torch_dist.destroy_process_group()
+
+
+class Probe(ToyNet):
+    """Records the dtype its first layer computes in (bf16 under the mixed-precision policy)."""
+
+    def __init__(self, dropout=0.0):
+        super().__init__(dropout)
+        self.body[0].register_forward_pre_hook(self.record)  # runs after FSDP's gather
+
+    def record(self, layer, args):
+        self.compute_dtype = str(layer.weight.dtype)
+
+
+def train(work_dir, strategy, *, epochs=None, iters=None, dropout=0.0, counts=1, ckpt=None,
+          model_cls=ToyNet, **kwargs):
+    """One seeded run; returns the trainer and the full weights (on rank zero)."""
+    torch.manual_seed(1)
+    model = model_cls(dropout=dropout)
+    callbacks = {**QUIET, "checkpoint": ckpt} if ckpt is not None else QUIET
+    trainer = Trainer(max_epochs=epochs, max_iters=iters, work_dir=str(work_dir), seed=0,
+                      strategy=strategy, default_callbacks=callbacks,
+                      optim_wrapper=dict(optimizer=dict(type="AdamW", lr=0.01),
+                                         accumulative_counts=counts, clip_grad=dict(max_norm=1.0)),
+                      **kwargs)
+    trainer.fit(model, toy_loader(n=40, batch_size=4, shuffle=True))
+    return trainer, trainer.strategy.full_state_dict(trainer.model)
+
+
+def equal(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _main_scenarios(rank, out):
+    results = {}
+    # The same run under DDP and FSDP (accumulation of 2, clipping, AdamW).
+    _, ddp = train(out / "ddp", "ddp", epochs=2, counts=2)
+    _, fsdp = train(out / "fsdp", FSDP, epochs=2, counts=2)
+    if rank == 0:
+        results["max_diff"] = max((ddp[k] - fsdp[k]).abs().max().item() for k in ddp)
+        results["moved"] = (ddp["body.0.weight"] - ToyNet().body[0].weight).abs().max().item()
+    # Resume inside an accumulation window, mid-epoch, for both loop kinds; the first run saves
+    # asynchronously, the resumed one synchronously.
+    for kind, length in (("epoch", dict(epochs=3)), ("iter", dict(iters=9))):
+        every4 = {"interval": 4, "by_epoch": False, "async_save": True}
+        _, straight = train(out / f"{kind}-straight", FSDP, dropout=0.3, counts=3, ckpt=every4,
+                            **length)
+        resumed_from = str(out / f"{kind}-straight" / "iter_4.pth")
+        _, resumed = train(out / f"{kind}-resumed", FSDP, dropout=0.3, counts=3, resume=True,
+                           load_from=resumed_from, **length)
+        if rank == 0:
+            results[f"{kind}_bit_identical"] = equal(straight, resumed)
+            results[f"{kind}_differs_from_init"] = not equal(straight, ToyNet().state_dict())
+    # bf16-mixed: bf16 compute, fp32 master weights, and it still learns.
+    trainer, weights = train(out / "bf16", FSDP, epochs=3, precision="bf16-mixed",
+                             model_cls=Probe)
+    if rank == 0:
+        x, y = toy_dataset(40).tensors
+        net = ToyNet()
+        net.load_state_dict(weights)
+        results["bf16"] = dict(compute=trainer.model.compute_dtype,
+                               master=str(weights["body.0.weight"].dtype),
+                               loss=nn.functional.cross_entropy(net(x), y).item())
+    # Mistakes, each before any training.
+    for name, kwargs, model in (
+            ("wrap", dict(strategy=dict(type="fsdp", wrap=[nn.Conv2d])), ToyNet()),
+            ("optimizer", dict(strategy="fsdp"), ToyNet())):
+        if name == "optimizer":
+            kwargs["optim_wrapper"] = torch.optim.SGD(model.parameters(), lr=0.1)
+        trainer = Trainer(max_iters=2, work_dir=str(out / name), default_callbacks=QUIET,
+                          **kwargs)
+        try:
+            trainer.fit(model, toy_loader())
+        except ValueError as err:
+            results[f"{name}_error"] = (str(err), trainer.iter)
+    return results
+
+
+@pytest.mark.slow
+def test_fsdp_matches_ddp_resumes_bit_identically_and_runs_bf16(tmp_path):
+    results = launch(_main_scenarios, tmp_path)
+    # Two ranks: a reduce-scatter adds the same two gradients as DDP's all-reduce, and dividing
+    # by 2 is exact, so only the clipping norm (summed per shard, then across ranks, instead of
+    # over the whole vector) rounds differently: a few float32 ulps per step.
+    assert results["max_diff"] < 1e-6 < results["moved"]
+    for kind in ("epoch", "iter"):
+        assert results[f"{kind}_bit_identical"] and results[f"{kind}_differs_from_init"], kind
+    bf16 = results["bf16"]
+    assert bf16["compute"] == "torch.bfloat16" and bf16["master"] == "torch.float32"
+    assert bf16["loss"] < 0.3  # from ~1.1 at initialisation
+    message, iters = results["wrap_error"]
+    assert "does not contain" in message and "Linear" in message and iters == 0
+    message, iters = results["optimizer_error"]
+    assert "built after the model is sharded" in message and iters == 0
+
+
+def test_sharded_checkpoint_loads_into_one_process_and_consolidates(tmp_path):
+    """Spawned by the trainer itself: the caller's model gets the gathered weights."""
+    val = toy_loader(n=13, batch_size=4, seed=5)  # ranks get 2 and 1 batches: uneven is fine
+    torch.manual_seed(0)
+    model = ToyNet()
+    trainer = Trainer(max_epochs=2, devices=2, strategy=FSDP, work_dir=str(tmp_path / "run"),
+                      seed=0, val_evaluator={"acc": accuracy()}, default_callbacks=QUIET,
+                      optim_wrapper=dict(optimizer=dict(type="AdamW", lr=0.01)))
+    trainer.fit(model, toy_loader(n=40, batch_size=4, shuffle=True), val)
+    ckpt_dir = tmp_path / "run" / "epoch_2.pth"
+    assert is_sharded_checkpoint(str(ckpt_dir))
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == [
+        ".metadata", "__0_0.distcp", "__1_0.distcp", "trainer_state.pt"]
+    assert (tmp_path / "run" / "last_checkpoint").read_text() == str(ckpt_dir)
+
+    assert cli.main(["consolidate", str(ckpt_dir), str(tmp_path / "one.pth")]) == 0
+    one = torch.load(tmp_path / "one.pth", weights_only=True)
+    assert one["meta"]["epoch"] == 2 and equal(one["state_dict"], model.state_dict())
+
+    tester = Trainer(max_epochs=1, work_dir=str(tmp_path / "test"), val_evaluator={"acc": accuracy()},
+                     default_callbacks=QUIET)
+    from_file = tester.test(ToyNet(), val, ckpt_path=str(tmp_path / "one.pth"))
+    from_dir = tester.test(ToyNet(), val, ckpt_path=str(ckpt_dir))
+    assert from_file == from_dir and from_file["acc"] > 0.6
+
+    # Resume with one process (a plain run): weights, optimizer and counters come back.
+    single = Trainer(max_epochs=2, work_dir=str(tmp_path / "single"), resume=True,
+                     load_from=str(ckpt_dir), default_callbacks=QUIET,
+                     optim_wrapper=dict(optimizer=dict(type="AdamW", lr=0.01)))
+    resumed = ToyNet()
+    single.fit(resumed, toy_loader(n=40, batch_size=4))  # at max_epochs already: no training
+    assert equal(resumed.state_dict(), model.state_dict()) and single.iter == 10
+    step = single.optim_wrapper.optimizer.state[resumed.body[0].weight]["step"]
+    assert step.item() == 10  # 5 steps per epoch per rank, each rank's shard saw all 10
+    single = Trainer(max_epochs=3, work_dir=str(tmp_path / "single3"), resume=True,
+                     load_from=str(ckpt_dir), default_callbacks=QUIET,
+                     optim_wrapper=dict(optimizer=dict(type="AdamW", lr=0.01)))
+    single.fit(resumed, toy_loader(n=40, batch_size=4))
+    assert single.epoch == 3 and single.iter == 20  # one process: 10 batches in epoch 3
+
+    class Wider(ToyNet):
+        def __init__(self):
+            super().__init__()
+            self.body[0] = nn.Linear(8, 64)
+            self.extra = nn.Linear(3, 3)
+
+    wider = Trainer(max_epochs=1, work_dir=str(tmp_path / "wider"), load_from=str(ckpt_dir),
+                    default_callbacks=QUIET)
+    with pytest.raises(ValueError, match=r"do not fit Wider: missing keys: extra.weight, "
+                       r"extra.bias; shape mismatches: body.0.weight: checkpoint \(32, 8\) vs "
+                       r"model \(64, 8\)"):
+        wider.fit(Wider(), toy_loader())
+    assert wider.iter == 0
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    from fsspec.implementations.local import LocalFileSystem
+    from torch import nn
+    from tests.conftest import ToyNet, toy_loader
+    from trainer import Trainer
+
+    open_file = LocalFileSystem.open
+
+    def dying_open(self, path, mode="rb", **kwargs):
+        '''The machine dies while the shards of iter_4 are being written.'''
+        f = open_file(self, path, mode, **kwargs)
+        if "w" in mode and "iter_4" in str(path) and str(path).endswith(".distcp"):
+            f.write(b"half a shard")
+            f.flush()
+            os.killpg(os.getpgid(0), signal.SIGKILL)  # the whole job, all ranks
+        return f
+
+    LocalFileSystem.open = dying_open
+    trainer = Trainer(max_iters=6, devices=2, strategy=dict(type="fsdp", wrap=[nn.Linear]),
+                      work_dir=sys.argv[1], seed=0,
+                      default_callbacks={"progress": None, "logger": None,
+                                         "checkpoint": {"interval": 2, "by_epoch": False}})
+    trainer.fit(ToyNet(), toy_loader())
+""")
+
+
+def test_a_kill_during_a_sharded_save_leaves_the_previous_checkpoint(tmp_path):
+    script, work_dir = tmp_path / "train.py", tmp_path / "run"
+    script.write_text(KILL_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(work_dir)], cwd=REPO, timeout=120,
+                          capture_output=True, text=True, start_new_session=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    names = sorted(p.name for p in work_dir.iterdir())
+    assert "iter_2.pth" in names and "iter_4.pth" not in names
+    assert any(n.startswith("iter_4.pth.tmp-") for n in names)  # the half save, never renamed
+    assert (work_dir / "last_checkpoint").read_text().endswith("iter_2.pth")
+    resumed = Trainer(max_iters=2, work_dir=str(work_dir), resume=True, default_callbacks=QUIET,
+                      optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)))
+    with pytest.warns(UserWarning, match="already finished"):
+        resumed.fit(ToyNet(), toy_loader())
+    assert resumed.iter == 2
+
+
+def test_bad_fsdp_arguments_are_refused_when_the_trainer_is_built(tmp_path):
+    with pytest.raises(ValueError, match="devices=1 and no process group: pass devices=2"):
+        Trainer(max_iters=1, strategy="fsdp")
+    with pytest.raises(ValueError, match=r"wrap must be a list of nn\.Module classes"):
+        Trainer(max_iters=1, devices=2, strategy=dict(type="fsdp", wrap="Linear"))
+    with pytest.raises(ValueError, match=r"unknown options \['shard'\]"):
+        Trainer(max_iters=1, devices=2, strategy=dict(type="fsdp", shard=True))
+    with pytest.raises(ValueError, match="memory:// store lives in one process"):
+        Trainer(max_iters=1, devices=2, strategy="fsdp", work_dir="memory://run")
+    with pytest.raises(ValueError, match="not '16-mixed'; use 'bf16-mixed'"):
+        Trainer(max_iters=1, devices=2, strategy="fsdp", precision="16-mixed")
+    with pytest.raises(ValueError, match="EMACallback keeps a copy of the model"):
+        Trainer(max_iters=1, devices=2, strategy="fsdp", callbacks=[EMACallback()])
+
+
+def test_consolidate_refuses_what_is_not_a_sharded_checkpoint(tmp_path, capsys):
+    with pytest.raises(ValueError, match="not a sharded checkpoint directory"):
+        consolidate(str(tmp_path), str(tmp_path / "out.pth"))
+    assert cli.main(["consolidate", str(tmp_path), str(tmp_path / "out.pth")]) == 2
+    assert "Trainer(strategy='fsdp') wrote" in capsys.readouterr().err
+    assert not (tmp_path / "out.pth").exists()
