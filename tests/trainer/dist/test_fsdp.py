@@ -17,6 +17,7 @@ from torch import nn
 from trainer.callbacks import EMACallback
 
 from tests.conftest import ToyNet, accuracy, toy_dataset, toy_loader
+from tests.trainer.dist.test_ddp import TwoHeads
 from trainer import Trainer, cli, dist
 from trainer.checkpoint.sharded import consolidate, is_sharded_checkpoint
 
@@ -58,17 +59,39 @@ class Probe(ToyNet):
         self.compute_dtype = str(layer.weight.dtype)
 
 
+class Block(nn.Module):
+    """A shard unit that counts its forwards (activation checkpointing runs each twice)."""
+
+    def __init__(self, width_in, width_out):
+        super().__init__()
+        self.fc = nn.Linear(width_in, width_out)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return torch.relu(self.fc(x))
+
+
+class BlockNet(ToyNet):
+    def __init__(self, dropout=0.0):
+        super().__init__(dropout)
+        self.body = nn.Sequential(Block(8, 32), Block(32, 32), nn.Linear(32, 3))
+
+
+def adamw(counts=1):
+    return dict(optimizer=dict(type="AdamW", lr=0.01), accumulative_counts=counts,
+                clip_grad=dict(max_norm=1.0))
+
+
 def train(work_dir, strategy, *, epochs=None, iters=None, dropout=0.0, counts=1, ckpt=None,
-          model_cls=ToyNet, **kwargs):
+          model_cls=ToyNet, optim_wrapper=None, **kwargs):
     """One seeded run; returns the trainer and the full weights (on rank zero)."""
     torch.manual_seed(1)
-    model = model_cls(dropout=dropout)
+    model = model_cls(dropout=dropout) if dropout else model_cls()
     callbacks = {**QUIET, "checkpoint": ckpt} if ckpt is not None else QUIET
     trainer = Trainer(max_epochs=epochs, max_iters=iters, work_dir=str(work_dir), seed=0,
                       strategy=strategy, default_callbacks=callbacks,
-                      optim_wrapper=dict(optimizer=dict(type="AdamW", lr=0.01),
-                                         accumulative_counts=counts, clip_grad=dict(max_norm=1.0)),
-                      **kwargs)
+                      optim_wrapper=optim_wrapper or adamw(counts), **kwargs)
     trainer.fit(model, toy_loader(n=40, batch_size=4, shuffle=True))
     return trainer, trainer.strategy.full_state_dict(trainer.model)
 
@@ -85,6 +108,23 @@ def _main_scenarios(rank, out):
     if rank == 0:
         results["max_diff"] = max((ddp[k] - fsdp[k]).abs().max().item() for k in ddp)
         results["moved"] = (ddp["body.0.weight"] - ToyNet().body[0].weight).abs().max().item()
+    # A model with its own train_step and two optimizers, under DDP and FSDP.
+    two = dict(body=dict(optimizer=dict(type="SGD", lr=0.1)),
+               head=dict(optimizer=dict(type="SGD", lr=0.1)))
+    _, ddp = train(out / "ddp-two", "ddp", epochs=1, model_cls=TwoHeads, optim_wrapper=two)
+    _, fsdp = train(out / "fsdp-two", FSDP, epochs=1, model_cls=TwoHeads, optim_wrapper=two)
+    if rank == 0:
+        results["two_max_diff"] = max((ddp[k] - fsdp[k]).abs().max().item() for k in ddp)
+    # Units chosen by a callable, activation checkpointing and CPU offload change no number.
+    block = lambda m: isinstance(m, Block)  # noqa: E731
+    plain, plain_weights = train(out / "blocks", dict(type="fsdp", wrap=block), epochs=1,
+                                 model_cls=BlockNet)
+    ac, ac_weights = train(out / "blocks-ac", dict(type="fsdp", wrap=block, cpu_offload=True,
+                                                   activation_checkpointing=True),
+                           epochs=1, model_cls=BlockNet)
+    if rank == 0:
+        results["ac_equal"] = equal(plain_weights, ac_weights)
+        results["calls"] = (plain.model.body[0].calls, ac.model.body[0].calls)
     # Resume inside an accumulation window, mid-epoch, for both loop kinds; the first run saves
     # asynchronously, the resumed one synchronously.
     for kind, length in (("epoch", dict(epochs=3)), ("iter", dict(iters=9))):
@@ -134,6 +174,8 @@ def test_fsdp_matches_ddp_resumes_bit_identically_and_runs_bf16(tmp_path):
     bf16 = results["bf16"]
     assert bf16["compute"] == "torch.bfloat16" and bf16["master"] == "torch.float32"
     assert bf16["loss"] < 0.3  # from ~1.1 at initialisation
+    assert results["two_max_diff"] < 1e-6
+    assert results["ac_equal"] and results["calls"] == (5, 10)  # recomputed in every backward
     message, iters = results["wrap_error"]
     assert "does not contain" in message and "Linear" in message and iters == 0
     message, iters = results["optimizer_error"]
@@ -149,6 +191,10 @@ def test_sharded_checkpoint_loads_into_one_process_and_consolidates(tmp_path):
                       seed=0, val_evaluator={"acc": accuracy()}, default_callbacks=QUIET,
                       optim_wrapper=dict(optimizer=dict(type="AdamW", lr=0.01)))
     trainer.fit(model, toy_loader(n=40, batch_size=4, shuffle=True), val)
+    fsdp_acc = trainer.message_hub.get_scalar("val/acc").current()
+    one_process = Trainer(max_epochs=1, work_dir=str(tmp_path / "val"),
+                          val_evaluator={"acc": accuracy()}, default_callbacks=QUIET)
+    assert one_process.validate(model, val)["acc"] == fsdp_acc  # gathered as under DDP
     ckpt_dir = tmp_path / "run" / "epoch_2.pth"
     assert is_sharded_checkpoint(str(ckpt_dir))
     assert sorted(p.name for p in ckpt_dir.iterdir()) == [
@@ -222,6 +268,7 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_kill_during_a_sharded_save_leaves_the_previous_checkpoint(tmp_path):
     script, work_dir = tmp_path / "train.py", tmp_path / "run"
     script.write_text(KILL_SCRIPT)
