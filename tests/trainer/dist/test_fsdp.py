@@ -103,9 +103,12 @@ def equal(a, b):
 def _main_scenarios(rank, out):
     results = {}
     # The same run under DDP and FSDP (accumulation of 2, clipping, AdamW).
-    _, ddp = train(out / "ddp", "ddp", epochs=2, counts=2)
-    _, fsdp = train(out / "fsdp", FSDP, epochs=2, counts=2)
+    ddp_run, ddp = train(out / "ddp", "ddp", epochs=2, counts=2)
+    fsdp_run, fsdp = train(out / "fsdp", FSDP, epochs=2, counts=2)
     if rank == 0:
+        results["wrapper"] = (dist.is_model_wrapper(ddp_run.wrapped_model),
+                              dist.is_model_wrapper(fsdp_run.model),
+                              fsdp_run.model is fsdp_run.wrapped_model)
         results["max_diff"] = max((ddp[k] - fsdp[k]).abs().max().item() for k in ddp)
         results["moved"] = (ddp["body.0.weight"] - ToyNet().body[0].weight).abs().max().item()
     # A model with its own train_step and two optimizers, under DDP and FSDP.
@@ -169,6 +172,7 @@ def test_fsdp_matches_ddp_resumes_bit_identically_and_runs_bf16(tmp_path):
     # by 2 is exact, so only the clipping norm (summed per shard, then across ranks, instead of
     # over the whole vector) rounds differently: a few float32 ulps per step.
     assert results["max_diff"] < 1e-6 < results["moved"]
+    assert results["wrapper"] == (True, False, True)  # sharded in place: no .module
     for kind in ("epoch", "iter"):
         assert results[f"{kind}_bit_identical"] and results[f"{kind}_differs_from_init"], kind
     bf16 = results["bf16"]
