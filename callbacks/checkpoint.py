@@ -9,6 +9,7 @@ import fsspec
 from trainer.callbacks.base import Callback
 
 from trainer import checkpoint, dist
+from trainer.arguments import is_int
 
 _GREATER_KEYS = ("acc", "top", "ap", "auc", "precision", "recall", "f1", "iou", "psnr", "ssim")
 _LESS_KEYS = ("loss", "error", "err", "mse", "mae", "rmse")
@@ -52,9 +53,9 @@ class CheckpointCallback(Callback):
                  save_begin: int = 0, filename_tmpl: str | None = None,
                  async_save: bool = False, priority: int | str | None = None) -> None:
         super().__init__(priority)
-        if not isinstance(interval, int) or interval == 0 or interval < -1:
+        if not is_int(interval) or interval == 0 or interval < -1:
             raise ValueError(f"interval must be a positive int or -1, got {interval!r}")
-        if not isinstance(max_keep_ckpts, int) or max_keep_ckpts == 0 or max_keep_ckpts < -1:
+        if not is_int(max_keep_ckpts) or max_keep_ckpts == 0 or max_keep_ckpts < -1:
             raise ValueError(f"max_keep_ckpts must be a positive int or -1, got {max_keep_ckpts!r}")
         self.interval, self.by_epoch, self.max_keep_ckpts = interval, by_epoch, max_keep_ckpts
         self.save_last, self.save_begin = save_last, save_begin
@@ -79,12 +80,12 @@ class CheckpointCallback(Callback):
 
     def after_train_epoch(self, trainer: Any) -> None:
         if self.by_epoch and self._due(trainer.epoch + 1, trainer.max_epochs):
-            self._save_regular(trainer, trainer.epoch + 1)
+            self._save_regular(trainer, trainer.epoch + 1, trainer.state.progress(epoch_done=True))
 
     def after_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
         if not self.by_epoch and self._due(trainer.iter + 1, trainer.max_iters):
-            self._save_regular(trainer, trainer.iter + 1)
+            self._save_regular(trainer, trainer.iter + 1, trainer.state.progress(iter_done=True))
 
     def after_train(self, trainer: Any) -> None:
         # Training stopped early (stop_training): the run still ends with a checkpoint.
@@ -99,14 +100,15 @@ class CheckpointCallback(Callback):
         return (self.interval > 0 and done % self.interval == 0) or (
             self.save_last and done == total)
 
-    def _save_regular(self, trainer: Any, done: int) -> None:
+    def _save_regular(self, trainer: Any, done: int,
+                      progress: dict[str, int] | None = None) -> None:
         path = checkpoint.join(self.out_dir, self.filename_tmpl.format(done))
         # Update the state first: the checkpoint must record itself as kept and saved.
         self.last_saved = done
         self.kept.append(path)
         expired = self.kept[:-self.max_keep_ckpts] if self.max_keep_ckpts > 0 else []
         self.kept = self.kept[len(expired):]
-        self._pending = (self._save(trainer, path, self.async_save), path, expired)
+        self._pending = (self._save(trainer, path, progress, self.async_save), path, expired)
         if not self.async_save:
             self._finish_pending(trainer)
 
@@ -123,11 +125,12 @@ class CheckpointCallback(Callback):
         for old in expired:
             self._remove(old)
 
-    def _save(self, trainer: Any, path: str, async_save: bool = False) -> Any:
+    def _save(self, trainer: Any, path: str, progress: dict[str, int] | None = None,
+              async_save: bool = False) -> Any:
         self._finish_pending(trainer)
         return trainer.save_checkpoint(path, save_optimizer=self.save_optimizer,
                                        save_param_scheduler=self.save_param_scheduler,
-                                       async_save=async_save)
+                                       progress=progress, async_save=async_save)
 
     def after_val_epoch(self, trainer: Any, metrics: dict[str, Any] | None = None) -> None:
         if not self.save_best or not metrics or trainer.train_loop is None:

@@ -84,9 +84,12 @@ class BaseTrainLoop:
     def new_iterator(self) -> Iterator:
         """An iterator over the loader that starts at the current data position.
 
-        Mid-epoch (after a resume) the epoch's random draws were made before the checkpoint,
-        so creating the iterator must not draw again: it runs with the RNG state preserved.
+        The sampler learns the epoch first (a ``DistributedSampler`` shuffles by it), on the
+        loader iterated here, not the user's, which the strategy may have rebuilt. Mid-epoch
+        (after a resume) the epoch's random draws were made before the checkpoint, so creating
+        the iterator must not draw again: it runs with the RNG state preserved.
         """
+        set_sampler_epoch(self.dataloader, self.trainer.epoch)
         done = self.trainer.state.batch_idx
         if not done:
             return iter(self.dataloader)
@@ -112,13 +115,7 @@ class EpochBasedTrainLoop(BaseTrainLoop):
     def __init__(self, trainer: Trainer, dataloader: Iterable, max_epochs: int,
                  val_loop: ValLoop | None = None, val_begin: int = 1, val_interval: int = 1) -> None:
         super().__init__(trainer, dataloader, val_loop, val_begin, val_interval)
-        if self.epoch_length is None:
-            raise ValueError(
-                "epoch-based training needs a train_dataloader with len(); use max_iters= for "
-                "an IterableDataset")
         self.max_epochs = max_epochs
-        trainer.state.max_epochs = max_epochs
-        trainer.state.max_iters = max_epochs * self.epoch_length
 
     def run(self) -> None:
         trainer = self.trainer
@@ -152,9 +149,6 @@ class IterBasedTrainLoop(BaseTrainLoop):
         super().__init__(trainer, dataloader, val_loop, val_begin, val_interval)
         self.max_iters = max_iters
         self._iterator: Iterator | None = None
-        trainer.state.max_iters = max_iters
-        trainer.state.max_epochs = (
-            None if self.epoch_length is None else -(-max_iters // self.epoch_length))
 
     def run(self) -> None:
         trainer = self.trainer
@@ -173,7 +167,6 @@ class IterBasedTrainLoop(BaseTrainLoop):
     def next_batch(self) -> Any:
         """The next batch, starting a new pass over the loader when the last one ran out."""
         if self._iterator is None:
-            set_sampler_epoch(self.dataloader, self.trainer.epoch)
             self._iterator = self.new_iterator()
         try:
             return next(self._iterator)
