@@ -58,7 +58,8 @@ class Trainer(CheckpointMixin):
         precision: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"``.
         accelerator: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         devices: number of devices (processes) to train on.
-        strategy: ``"auto"``, ``"ddp"`` or ``dict(type="ddp", find_unused_parameters=...,
+        strategy: ``"auto"``, ``"ddp"``, ``"fsdp"``, ``dict(type="fsdp", wrap=[Block], ...)``
+            (see ``trainer.dist.fsdp.FSDPOptions``) or ``dict(type="ddp", find_unused_parameters=...,
             broadcast_buffers=..., sync_batchnorm=..., timeout_s=...)``.
         auto_scale_lr: ``dict(base_batch_size=N, enable=True)`` scales every learning rate by
             (batch size x processes) / N, as MMEngine does; nothing is scaled otherwise.
