@@ -145,7 +145,7 @@ def _fsdp_modules(model: nn.Module) -> list[nn.Module]:
 
 
 @contextlib.contextmanager
-def gathered(model: nn.Module) -> Iterator[None]:
+def gathered(model: nn.Module, reshard_after_forward: bool) -> Iterator[None]:
     """Every unit's parameters gathered once for the whole block, then sharded again.
 
     Evaluation shards the data without padding, so ranks may run different numbers of
@@ -164,7 +164,7 @@ def gathered(model: nn.Module) -> Iterator[None]:
     finally:
         for unit in units:
             unit.reshard()
-        model.set_reshard_after_forward(True)
+        model.set_reshard_after_forward(reshard_after_forward)  # as the strategy configured
 
 
 def check_optimizer(optim_wrapper: Any, model: nn.Module) -> None:

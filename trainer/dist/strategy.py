@@ -122,7 +122,7 @@ class Strategy:
         if self.sharded:
             from trainer.dist.fsdp import gathered
 
-            return gathered(model)
+            return gathered(model, self.options.reshard_after_forward)
         return contextlib.nullcontext()
 
     def train_loader(self, loader: Iterable, seed: int) -> Iterable:

@@ -130,7 +130,9 @@ def _main_scenarios(rank, out):
         results["calls"] = (plain.model.body[0].calls, ac.model.body[0].calls)
     # Resume inside an accumulation window, mid-epoch, for both loop kinds; the first run saves
     # asynchronously, the resumed one synchronously.
-    for kind, length in (("epoch", dict(epochs=3)), ("iter", dict(iters=9))):
+    # bf16-mixed keeps the window's gradients elsewhere (fp32, beside the bf16 parameters).
+    for kind, length in (("epoch", dict(epochs=3)), ("iter", dict(iters=9)),
+                         ("bf16", dict(iters=9, precision="bf16-mixed"))):
         every4 = {"interval": 4, "by_epoch": False, "async_save": True}
         _, straight = train(out / f"{kind}-straight", FSDP, dropout=0.3, counts=3, ckpt=every4,
                             **length)
@@ -173,7 +175,7 @@ def test_fsdp_matches_ddp_resumes_bit_identically_and_runs_bf16(tmp_path):
     # over the whole vector) rounds differently: a few float32 ulps per step.
     assert results["max_diff"] < 1e-6 < results["moved"]
     assert results["wrapper"] == (True, False, True)  # sharded in place: no .module
-    for kind in ("epoch", "iter"):
+    for kind in ("epoch", "iter", "bf16"):
         assert results[f"{kind}_bit_identical"] and results[f"{kind}_differs_from_init"], kind
     bf16 = results["bf16"]
     assert bf16["compute"] == "torch.bfloat16" and bf16["master"] == "torch.float32"
