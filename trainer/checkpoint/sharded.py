@@ -183,7 +183,7 @@ def save(ckpt: dict[str, Any], path: str, model: nn.Module, optim_wrapper: Any,
         with fs.open(join(tmp, grads_file(dist.get_rank())), "wb") as f:
             torch.save({"grads": local_accumulated_grads(model)}, f)
     if dist.is_main_process():
-        save_checkpoint(plain, join(tmp, TRAINER_STATE))
+        save_checkpoint(plain, join(fs.unstrip_protocol(tmp), TRAINER_STATE))
     writer = FsspecWriter(fs.unstrip_protocol(tmp))
 
     def publish() -> None:

@@ -189,11 +189,13 @@ def test_fsdp_matches_ddp_resumes_bit_identically_and_runs_bf16(tmp_path):
 
 
 def test_sharded_checkpoint_loads_into_one_process_and_consolidates(tmp_path):
-    """Spawned by the trainer itself: the caller's model gets the gathered weights."""
+    """Spawned by the trainer itself: the caller's model gets the gathered weights. Paths are
+    file:// URLs, so every step goes through fsspec."""
     val = toy_loader(n=13, batch_size=4, seed=5)  # ranks get 2 and 1 batches: uneven is fine
     torch.manual_seed(0)
     model = ToyNet()
-    trainer = Trainer(max_epochs=2, devices=2, strategy=FSDP, work_dir=str(tmp_path / "run"),
+    url = f"file://{tmp_path}"
+    trainer = Trainer(max_epochs=2, devices=2, strategy=FSDP, work_dir=f"{url}/run",
                       seed=0, val_evaluator={"acc": accuracy()}, default_callbacks=QUIET,
                       optim_wrapper=dict(optimizer=dict(type="AdamW", lr=0.01)))
     trainer.fit(model, toy_loader(n=40, batch_size=4, shuffle=True), val)
@@ -201,20 +203,20 @@ def test_sharded_checkpoint_loads_into_one_process_and_consolidates(tmp_path):
     one_process = Trainer(max_epochs=1, work_dir=str(tmp_path / "val"),
                           val_evaluator={"acc": accuracy()}, default_callbacks=QUIET)
     assert one_process.validate(model, val)["acc"] == fsdp_acc  # gathered as under DDP
-    ckpt_dir = tmp_path / "run" / "epoch_2.pth"
-    assert is_sharded_checkpoint(str(ckpt_dir))
+    ckpt_dir, ckpt_url = tmp_path / "run" / "epoch_2.pth", f"{url}/run/epoch_2.pth"
+    assert is_sharded_checkpoint(ckpt_url)
     assert sorted(p.name for p in ckpt_dir.iterdir()) == [
         ".metadata", "__0_0.distcp", "__1_0.distcp", "trainer_state.pt"]
-    assert (tmp_path / "run" / "last_checkpoint").read_text() == str(ckpt_dir)
+    assert (tmp_path / "run" / "last_checkpoint").read_text() == ckpt_url
 
-    assert cli.main(["consolidate", str(ckpt_dir), str(tmp_path / "one.pth")]) == 0
+    assert cli.main(["consolidate", ckpt_url, f"{url}/one.pth"]) == 0
     one = torch.load(tmp_path / "one.pth", weights_only=True)
     assert one["meta"]["epoch"] == 2 and equal(one["state_dict"], model.state_dict())
 
     tester = Trainer(max_epochs=1, work_dir=str(tmp_path / "test"), val_evaluator={"acc": accuracy()},
                      default_callbacks=QUIET)
     from_file = tester.test(ToyNet(), val, ckpt_path=str(tmp_path / "one.pth"))
-    from_dir = tester.test(ToyNet(), val, ckpt_path=str(ckpt_dir))
+    from_dir = tester.test(ToyNet(), val, ckpt_path=ckpt_url)
     assert from_file == from_dir and from_file["acc"] > 0.6
 
     # Resume with one process (a plain run): weights, optimizer and counters come back.
