@@ -41,10 +41,10 @@ class FSDPOptions:
 
     @classmethod
     def from_dict(cls, options: Mapping[str, Any]) -> FSDPOptions:
-        wrap = options.get("wrap", ())
+        wrap = options.get("wrap") or ()
         if isinstance(wrap, type):
             wrap = (wrap,)
-        if not callable(wrap) or isinstance(wrap, type):
+        if not callable(wrap):
             if not isinstance(wrap, Sequence) or not all(
                     isinstance(c, type) and issubclass(c, nn.Module) for c in wrap):
                 raise ValueError(
@@ -78,8 +78,7 @@ def check_arguments(work_dir: str, precision: str, callbacks: Any) -> None:
 
 def shard_units(model: nn.Module, wrap: tuple[type[nn.Module], ...] | WrapPolicy) -> list[nn.Module]:
     """The submodules ``wrap`` selects, innermost first (the order ``fully_shard`` needs)."""
-    select = wrap if callable(wrap) and not isinstance(wrap, tuple) else (
-        lambda m: isinstance(m, wrap))
+    select = wrap if callable(wrap) else (lambda m: isinstance(m, wrap))
     if isinstance(wrap, tuple):
         present = {type(m) for m in model.modules()}
         absent = [c.__name__ for c in wrap if not any(issubclass(p, c) for p in present)]

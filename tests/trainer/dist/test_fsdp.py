@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -316,3 +317,26 @@ def test_consolidate_refuses_what_is_not_a_sharded_checkpoint(tmp_path, capsys):
     assert cli.main(["consolidate", str(tmp_path), str(tmp_path / "out.pth")]) == 2
     assert "Trainer(strategy='fsdp') wrote" in capsys.readouterr().err
     assert not (tmp_path / "out.pth").exists()
+
+
+class Payload:
+    """What a hostile ``.metadata`` could hold: unpickling it would run a shell command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_metadata_that_would_run_code_is_refused(tmp_path):
+    ckpt = tmp_path / "epoch_1.pth"
+    ckpt.mkdir()
+    marker = tmp_path / "pwned"
+    (ckpt / ".metadata").write_bytes(pickle.dumps(Payload(marker)))
+    with pytest.raises(ValueError, match=r"not DCP metadata that loads safely.*(posix|nt)\.system"):
+        consolidate(str(ckpt), str(tmp_path / "out.pth"))
+    with pytest.raises(ValueError, match="not DCP metadata that loads safely"):
+        Trainer(max_epochs=1, work_dir=str(tmp_path / "run"), load_from=str(ckpt),
+                default_callbacks=QUIET).fit(ToyNet(), toy_loader())
+    assert not marker.exists()
