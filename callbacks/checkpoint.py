@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import posixpath
 from typing import Any
 
 import fsspec
@@ -100,16 +101,26 @@ class CheckpointCallback(Callback):
         return (self.interval > 0 and done % self.interval == 0) or (
             self.save_last and done == total)
 
+    def save_interrupted(self, trainer: Any, name: str) -> str:
+        """Save the interruption checkpoint ``name``; it rotates like a regular one."""
+        path = checkpoint.join(self.out_dir or trainer.work_dir, name)
+        self._save_rotating(trainer, path)  # synchronously: the process ends right after
+        return path
+
     def _save_regular(self, trainer: Any, done: int,
                       progress: dict[str, int] | None = None) -> None:
-        path = checkpoint.join(self.out_dir, self.filename_tmpl.format(done))
-        # Update the state first: the checkpoint must record itself as kept and saved.
-        self.last_saved = done
+        self.last_saved = done  # first: the checkpoint must record itself as saved
+        self._save_rotating(trainer, checkpoint.join(self.out_dir, self.filename_tmpl.format(done)),
+                            progress, self.async_save)
+
+    def _save_rotating(self, trainer: Any, path: str, progress: dict[str, int] | None = None,
+                       async_save: bool = False) -> None:
+        # Update the state first: the checkpoint must record itself as kept.
         self.kept.append(path)
         expired = self.kept[:-self.max_keep_ckpts] if self.max_keep_ckpts > 0 else []
         self.kept = self.kept[len(expired):]
-        self._pending = (self._save(trainer, path, progress, self.async_save), path, expired)
-        if not self.async_save:
+        self._pending = (self._save(trainer, path, progress, async_save), path, expired)
+        if not async_save:
             self._finish_pending(trainer)
 
     def _finish_pending(self, trainer: Any) -> None:
@@ -155,7 +166,10 @@ class CheckpointCallback(Callback):
 
     @staticmethod
     def _remove_older_best(prefix: str, keep: str) -> None:
-        """Delete earlier best files of a metric, including one a resume did not know about."""
+        """Delete earlier best files of a metric, including one a resume did not know about.
+
+        Only this run's files are in ``out_dir``: a new run moved the earlier one's aside.
+        """
         if dist.is_main_process():
             fs, fs_prefix = fsspec.core.url_to_fs(prefix)
             _, keep_path = fsspec.core.url_to_fs(keep)
@@ -163,9 +177,9 @@ class CheckpointCallback(Callback):
                 if old != keep_path:
                     fs.rm(old, recursive=True)  # a sharded checkpoint is a directory
 
-    @staticmethod
-    def _remove(path: str) -> None:
-        if dist.is_main_process():
+    def _remove(self, path: str) -> None:
+        """Delete a rotated-out checkpoint of this run (never one outside ``out_dir``)."""
+        if dist.is_main_process() and posixpath.dirname(path) == self.out_dir:
             fs, fs_path = fsspec.core.url_to_fs(path)
             if fs.exists(fs_path):
                 fs.rm(fs_path, recursive=True)

@@ -1,5 +1,5 @@
-"""The command line: ``python -m trainer {train,test,migrate,print-config,consolidate}``, or
-``trainer``."""
+"""The command line: ``python -m trainer {train,test,migrate,print-config,convert-ema,
+consolidate}``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ examples:
   python -m trainer test configs/net.py work_dirs/net/epoch_12.pth
   python -m trainer migrate old_mmcv_config.py > configs/net.py
   python -m trainer print-config configs/net.py --cfg-options train_cfg.max_epochs=1
+  python -m trainer convert-ema work_dirs/net/epoch_12.pth net_for_mmengine.pth --to mmengine
   python -m trainer consolidate work_dirs/net/epoch_12.pth net_epoch_12.pth   # FSDP -> one file
 
 A config is a Python file of top-level assignments (MMEngine's fields: model,
@@ -93,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "references, as the Trainer will read it.")
     show.add_argument("config", metavar="CONFIG", help="the config file")
     show.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help=_CFG_OPTIONS_HELP)
+
+    ema = commands.add_parser(
+        "convert-ema", help="convert an EMA checkpoint to MMEngine's layout or back",
+        description="Write SRC to DST with its EMA weights in the layout of --to: 'mmengine' "
+                    "(state_dict is the average, as MMEngine's EMAHook saves) or 'trainer' "
+                    "(state_dict the raw weights, ema_state_dict the average).")
+    ema.add_argument("src", metavar="SRC", help="the checkpoint to read")
+    ema.add_argument("dst", metavar="DST", help="where to write the converted checkpoint")
+    ema.add_argument("--to", choices=("mmengine", "trainer"), default="mmengine",
+                     help="the layout to write (default: mmengine)")
 
     consolidate = commands.add_parser(
         "consolidate", help="turn a sharded (FSDP) checkpoint directory into one file",
@@ -228,6 +239,17 @@ def _print_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_ema(args: argparse.Namespace) -> int:
+    from trainer.compat.ema import convert_ema_file
+
+    try:
+        layout = convert_ema_file(args.src, args.dst, args.to)
+    except _BUILD_ERRORS as err:
+        raise _ConfigError(f"{args.src}: {err}") from err
+    print(f"{args.src} ({layout} layout) -> {args.dst} ({args.to} layout)", file=sys.stderr)
+    return 0
+
+
 def _consolidate(args: argparse.Namespace) -> int:
     from trainer.checkpoint.sharded import consolidate
 
@@ -240,5 +262,5 @@ def _consolidate(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"train": _train, "test": _test, "migrate": _migrate, "print-config": _print_config,
-             "consolidate": _consolidate}
+             "convert-ema": _convert_ema, "consolidate": _consolidate}
 

@@ -53,10 +53,15 @@ class BaseTrainLoop:
                  val_begin: int = 1, val_interval: int = 1) -> None:
         self.trainer = trainer
         self.epoch_length = loader_length(dataloader, "train_dataloader")
-        self.dataloader, self.sampler = make_resumable(dataloader)
+        self.dataloader, self.sampler = make_resumable(dataloader, trainer.rank)
         self.val_loop = val_loop
         self.val_begin = val_begin
         self.val_interval = val_interval
+
+    # What MMEngine's loops offer a hook (runner.train_loop.iter, ...), read from the state.
+    runner = property(lambda self: self.trainer)
+    epoch = property(lambda self: self.trainer.state.epoch)
+    iter = property(lambda self: self.trainer.state.iter)
 
     def should_validate(self, done: int, total: int | None) -> bool:
         """MMEngine's rule: every ``val_interval`` from ``val_begin``, and at the end."""
@@ -65,6 +70,7 @@ class BaseTrainLoop:
         return done % self.val_interval == 0 or done == total or self.trainer.state.stop_training
 
     def validate(self) -> None:
+        self.trainer.nonfinite.check()  # a non-finite loss never reaches a validation
         self.val_loop.run()
         self.trainer.model.train()
 
@@ -72,6 +78,7 @@ class BaseTrainLoop:
         trainer = self.trainer
         trainer.call_hook("before_train_iter", batch_idx=batch_idx, data_batch=data_batch)
         outputs = trainer.wrapped_model.train_step(data_batch, optim_wrapper=trainer.optim_wrapper)
+        trainer.nonfinite.record(trainer.state.iter, outputs)
         self.advance()
         trainer.call_hook(
             "after_train_iter", batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
@@ -101,8 +108,11 @@ class BaseTrainLoop:
         return iterator
 
     def data_state(self) -> dict[str, Any]:
-        """The order of the current epoch, so a resume can replay its remaining batches."""
-        return self.sampler.state_dict() if self.sampler is not None else {}
+        """How to draw the current epoch's order again and how much of it is done (a few
+        numbers, whatever the data set's size), so a resume continues its remaining batches."""
+        if self.sampler is None:
+            return {}
+        return self.sampler.position(self.trainer.state.batch_idx)
 
     def load_data_state(self, state: dict[str, Any]) -> None:
         if self.sampler is not None and state:
@@ -111,6 +121,8 @@ class BaseTrainLoop:
 
 class EpochBasedTrainLoop(BaseTrainLoop):
     """Train for ``max_epochs`` passes over the loader, validating every ``val_interval`` epochs."""
+
+    max_iters = property(lambda self: self.trainer.state.max_iters)
 
     def __init__(self, trainer: Trainer, dataloader: Iterable, max_epochs: int,
                  val_loop: ValLoop | None = None, val_begin: int = 1, val_interval: int = 1) -> None:
@@ -135,6 +147,7 @@ class EpochBasedTrainLoop(BaseTrainLoop):
             trainer.model, trainer.state.batch_idx, self.epoch_length)
         for batch_idx, data_batch in enumerate(self.new_iterator(), trainer.state.batch_idx):
             self.run_iter(batch_idx, data_batch)
+            trainer.interrupts.check(trainer.state.iter)  # before the next batch is drawn
         trainer.call_hook("after_train_epoch")
         trainer.state.epoch += 1
         trainer.state.batch_idx = 0
@@ -142,6 +155,8 @@ class EpochBasedTrainLoop(BaseTrainLoop):
 
 class IterBasedTrainLoop(BaseTrainLoop):
     """Train for ``max_iters`` batches, restarting the loader (and counting epochs) as it empties."""
+
+    max_epochs = property(lambda self: self.trainer.state.max_epochs)
 
     def __init__(self, trainer: Trainer, dataloader: Iterable, max_iters: int,
                  val_loop: ValLoop | None = None, val_begin: int = 1,
@@ -158,6 +173,7 @@ class IterBasedTrainLoop(BaseTrainLoop):
         trainer.model.train()
         state = trainer.state
         while state.iter < self.max_iters and not state.stop_training:
+            trainer.interrupts.check(state.iter)  # after the last validation, before a batch
             self.run_iter(state.iter, self.next_batch())
             if self.should_validate(state.iter, self.max_iters):
                 self.validate()

@@ -16,7 +16,9 @@ from trainer import arguments, checkpoint, dist
 from trainer.callbacks.base import Callback
 from trainer.callbacks.callback_list import CallbackList
 from trainer.callbacks.defaults import build_callbacks
+from trainer.checkpoint import interrupt, workdir
 from trainer.checkpoint.manager import CheckpointMixin, callback_keys
+from trainer.compat.runner import RunnerAttributes
 from trainer.dist import fsdp, launch
 from trainer.dist.strategy import Strategy, parse_strategy
 from trainer.evaluation.evaluator import Evaluator
@@ -29,13 +31,14 @@ from trainer.loops import (
     loader_length,
 )
 from trainer.message_hub import MessageHub
+from trainer.nonfinite import NonFiniteCheck
 from trainer.optim import build_optim_wrapper_for, scale_lr
 from trainer.randomness import set_random_seed
 from trainer.schedulers import build_param_schedulers
 from trainer.state import TrainState, run_length
 
 
-class Trainer(CheckpointMixin):
+class Trainer(CheckpointMixin, RunnerAttributes):
     """Train, validate, test and predict with MMEngine's runner semantics and Lightning's facade.
 
     Args:
@@ -67,6 +70,13 @@ class Trainer(CheckpointMixin):
         deterministic: ask torch for deterministic algorithms.
         diff_rank_seed: give each rank ``seed + rank``.
         log_interval: iterations between log lines.
+        on_nonfinite: what a NaN or infinite training loss does: ``"raise"`` (FloatingPointError
+            naming the iteration and loss key, before anything is saved), ``"warn"`` (once) or
+            ``"ignore"``; checked every ``log_interval`` iterations and before every save and
+            validation, without a per-iteration host sync.
+        interrupt_signals: signals that make ``fit`` finish the current iteration, save
+            ``work_dir/interrupted_iter_{n}.pth`` and exit with 128 + the signal's number;
+            Ctrl-C always does the same and re-raises ``KeyboardInterrupt``.
         train_loop, val_loop, test_loop: loop classes to use instead of the built-in ones.
 
     Example:
@@ -100,10 +110,13 @@ class Trainer(CheckpointMixin):
         deterministic: bool = False,
         diff_rank_seed: bool = False,
         log_interval: int = 50,
+        on_nonfinite: str = "raise",
+        interrupt_signals: Sequence[str] = ("SIGTERM",),
         train_loop: type[BaseTrainLoop] | None = None,
         val_loop: type[ValLoop] = ValLoop,
         test_loop: type[TestLoop] = TestLoop,
     ) -> None:
+        self._init_kwargs = {k: v for k, v in locals().items() if k != "self"}  # for cfg
         arguments.check_run_length(max_epochs, max_iters)
         by_epoch = max_epochs is not None
         self.by_epoch = by_epoch
@@ -115,6 +128,7 @@ class Trainer(CheckpointMixin):
         if not isinstance(work_dir, str) or not work_dir:
             raise TypeError(f"work_dir must be a non-empty path or URL string, got {work_dir!r}")
         self.work_dir = work_dir.rstrip("/")
+        workdir.check_work_dir(self.work_dir)
         if not isinstance(resume, bool):
             raise TypeError(f"resume must be True or False, got {resume!r}")
         if isinstance(load_from, os.PathLike):
@@ -139,6 +153,9 @@ class Trainer(CheckpointMixin):
                                  precision=self.precision)
         self.auto_scale_lr = arguments.check_auto_scale_lr(auto_scale_lr)
         self.log_interval = arguments.check_positive_int("log_interval", log_interval)
+        self.nonfinite = NonFiniteCheck(on_nonfinite, self.log_interval)
+        self.interrupt_signals = interrupt.check_signals(interrupt_signals)
+        self.interrupts = interrupt.InterruptGuard(self.interrupt_signals)
         if seed is not None and not arguments.is_int(seed):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self._randomness = (seed, deterministic, diff_rank_seed)
@@ -154,7 +171,8 @@ class Trainer(CheckpointMixin):
         self.timestamp = time.strftime("%Y%m%d_%H%M%S")
         self.log_dir = checkpoint.join(self.work_dir, self.timestamp)
         self.callbacks = CallbackList(
-            build_callbacks(callbacks, default_callbacks, by_epoch=by_epoch))
+            build_callbacks(callbacks, default_callbacks, by_epoch=by_epoch,
+                            val_interval=self.val_interval))
         if self.strategy.kind == "fsdp":
             fsdp.check_arguments(self.work_dir, self.precision, self.callbacks)
         self.model: nn.Module | None = None
@@ -165,6 +183,8 @@ class Trainer(CheckpointMixin):
         self.val_dataloader: Iterable | None = None
         self.test_dataloader: Iterable | None = None
         self.train_loop: BaseTrainLoop | None = None
+        self.val_loop: ValLoop | None = None  # the loops built last, as MMEngine's runner has
+        self.test_loop: TestLoop | None = None
         self.config: dict[str, Any] | None = None  # the resolved run config, from from_config
 
     # Public state read by callbacks.
@@ -245,7 +265,7 @@ class Trainer(CheckpointMixin):
 
         ``model`` and the loaders default to those of ``from_config``.
         """
-        self._take_fit_inputs(model, train_dataloader, val_dataloader, ckpt_path)
+        source = self._take_fit_inputs(model, train_dataloader, val_dataloader, ckpt_path)
         if self.strategy.needs_spawn:
             self._adopt_worker_result(launch.run_workers(self, self.devices, "fit", (
                 self.model, self.train_dataloader, val_dataloader, ckpt_path)))
@@ -257,10 +277,12 @@ class Trainer(CheckpointMixin):
         self._build_param_schedulers(model_schedulers)
         self._dump_config()
         self.call_hook("before_run")
-        self._load_or_resume(ckpt_path)
-        if not self._resumed_a_finished_run():
-            self.train_loop.run()
-        self.call_hook("after_run")
+        self._load_or_resume(source)
+        with interrupt.saving_interruptions(self):
+            if not self._resumed_a_finished_run():
+                self.train_loop.run()
+                self.nonfinite.check()
+            self.call_hook("after_run")
         return self.model
 
     def validate(self, model: nn.Module | None = None, dataloader: Iterable | None = None,
@@ -291,18 +313,19 @@ class Trainer(CheckpointMixin):
 
     # Internals.
     def _take_fit_inputs(self, model: Any, train_dataloader: Any, val_dataloader: Any,
-                         ckpt_path: str | None) -> None:
-        """Check fit's arguments (falling back to ``from_config``'s) and adopt them."""
+                         ckpt_path: str | None) -> str | None:
+        """Check fit's arguments (falling back to ``from_config``'s), adopt them, and prepare the
+        work_dir; returns the checkpoint to load or resume from."""
         model = model if model is not None else self.model
         train_dataloader = train_dataloader if train_dataloader is not None \
             else self.train_dataloader
         if model is None:
             raise TypeError("fit() needs a model: fit(model, train_dataloader)")
-        self.check_work_dir_is_free(ckpt_path)
         self._set_model(model)
         self.train_dataloader = arguments.check_dataloader("train_dataloader", train_dataloader)
         if val_dataloader is not None:
             self.val_dataloader = arguments.check_dataloader("val_dataloader", val_dataloader)
+        return self.prepare_run(ckpt_path)
 
     def _settle_run_length(self, train_loader: Iterable) -> None:
         """Both ``max_epochs`` and ``max_iters`` of this run, before anything reads them."""
@@ -326,6 +349,7 @@ class Trainer(CheckpointMixin):
         if self.val_dataloader is not None:
             val_loop = self.val_loop_cls(self, self.strategy.eval_loader(self.val_dataloader),
                                          self.val_evaluator)
+        self.val_loop = val_loop
         return self.train_loop_cls(
             self, train_loader, self.state.max_epochs if self.by_epoch else self.state.max_iters,
             val_loop=val_loop, val_begin=self.val_begin, val_interval=self.val_interval)
@@ -378,7 +402,9 @@ class Trainer(CheckpointMixin):
             raise ValueError(f"{stage}: pass dataloader= (there is no {stage}_dataloader yet)")
         loop_cls = self.val_loop_cls if stage == "val" else self.test_loop_cls
         evaluator = self.val_evaluator if stage == "val" else self.test_evaluator
-        return loop_cls(self, self.strategy.eval_loader(loader), evaluator)
+        loop = loop_cls(self, self.strategy.eval_loader(loader), evaluator)
+        setattr(self, f"{stage}_loop", loop)
+        return loop
 
     def _run_standalone(self, run: Any, ckpt_path: str | None) -> Any:
         """``run`` between ``before_run`` and ``after_run``, after loading ``ckpt_path``'s weights."""
@@ -389,4 +415,3 @@ class Trainer(CheckpointMixin):
         result = run()
         self.call_hook("after_run")
         return result
-

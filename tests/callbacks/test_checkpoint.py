@@ -93,3 +93,13 @@ def test_max_keep_and_best_survive_a_resume(work_dir, seed):
     assert [f for f in files if f.startswith("iter_")] == ["iter_10.pth", "iter_12.pth"]
     assert cb2.best_scores["acc"] >= best_before["acc"]
     assert len([f for f in files if f.startswith("best_")]) == 1
+
+
+@pytest.mark.parametrize("with_validation", [True, False])
+def test_iteration_based_default_saves_at_every_validation(work_dir, with_validation):
+    trainer = Trainer(max_iters=10, val_interval=4, work_dir=work_dir, default_callbacks=QUIET,
+                      val_evaluator={"acc": accuracy()} if with_validation else None)
+    trainer.fit(ToyNet(), toy_loader(n=16), toy_loader(n=8) if with_validation else None)
+    assert [f for f in listing(work_dir) if f.endswith(".pth")] == [
+        "iter_10.pth", "iter_4.pth", "iter_8.pth"]
+    assert read_last_checkpoint(work_dir) == f"{work_dir}/iter_10.pth"

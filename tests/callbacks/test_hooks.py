@@ -100,7 +100,8 @@ def test_epoch_based_fit_validate_test_match_mmengine(work_dir):
 def test_iteration_based_fit_and_test_match_mmengine(work_dir):
     rec = Recorder()
     trainer = Trainer(max_iters=5, val_interval=2, work_dir=work_dir, callbacks=[rec],
-                      val_evaluator=accuracy(), default_callbacks=QUIET)
+                      val_evaluator=accuracy(), default_callbacks={
+                          **QUIET, "checkpoint": {"interval": -1}})  # MMEngine's default
     trainer.fit(ToyNet(), toy_loader(n=16), toy_loader(n=8))  # 2 train batches, 1 val batch
     assert names(rec) == mm_iter_based_fit(max_iters=5, n_val=1, val_interval=2)
     rec.calls.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import posixpath
 import uuid
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 LAST_CHECKPOINT = "last_checkpoint"
+TMP_MARK = ".tmp-"  # in the name of every file being written; never ends in .pth
 
 
 def join(base: str, *parts: str) -> str:
@@ -24,18 +26,27 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str) -> None:
     """Write ``checkpoint`` to ``path`` so that no half-written file ever carries the real name.
 
     The bytes stream to ``<path>.tmp-<random>`` in the same directory, which is then renamed
-    (atomic on local disks); an interrupted save leaves the previous files untouched.
+    (atomic on local disks); an interrupted save leaves the previous files untouched. A failed
+    write (full disk, a filesystem error) is an ``OSError`` that names ``path``.
     """
     fs, fs_path = fsspec.core.url_to_fs(str(path))
-    fs.makedirs(posixpath.dirname(fs_path) or ".", exist_ok=True)
-    tmp_path = f"{fs_path}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp_path = f"{fs_path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
     try:
+        fs.makedirs(posixpath.dirname(fs_path) or ".", exist_ok=True)
         with fs.open(tmp_path, "wb") as f:
             torch.save(checkpoint, f)
         fs.mv(tmp_path, fs_path)
+    except (OSError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and "inline_container" not in str(err):
+            raise  # not a write failure
+        message = (f"could not write checkpoint {path}: {err}; the previous checkpoint and "
+                   "last_checkpoint are unchanged")
+        code = getattr(err, "errno", None)
+        raise (OSError(code, message) if code else OSError(message)) from err
     finally:
-        if fs.exists(tmp_path):
-            fs.rm(tmp_path)
+        with contextlib.suppress(OSError):
+            if fs.exists(tmp_path):
+                fs.rm(tmp_path)
 
 
 def load_checkpoint(path: str, map_location: Any = "cpu",
@@ -61,7 +72,16 @@ def load_checkpoint(path: str, map_location: Any = "cpu",
             from err
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path} is not a valid checkpoint: it holds a {type(checkpoint).__name__}")
+    if checkpoint and "state_dict" not in checkpoint and all(
+            isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        checkpoint = {"state_dict": checkpoint}  # a bare state dict: weights only
     return checkpoint
+
+
+def is_training_checkpoint(checkpoint: dict[str, Any]) -> bool:
+    """True for a file a run can resume from; False for weights only (``{"state_dict": ...}``)."""
+    meta = checkpoint.get("meta")
+    return isinstance(meta, dict) and "epoch" in meta and "iter" in meta
 
 
 def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], strict: bool,

@@ -26,7 +26,13 @@ import torch
 from torch import nn
 
 from trainer import dist
-from trainer.checkpoint.io import join, load_checkpoint, save_checkpoint, weight_problems
+from trainer.checkpoint.io import (
+    TMP_MARK,
+    join,
+    load_checkpoint,
+    save_checkpoint,
+    weight_problems,
+)
 
 METADATA = ".metadata"
 TRAINER_STATE = "trainer_state.pt"
@@ -177,7 +183,7 @@ def save(ckpt: dict[str, Any], path: str, model: nn.Module, optim_wrapper: Any,
 
     fs, final = fsspec.core.url_to_fs(str(path))
     token = dist.broadcast_object(uuid.uuid4().hex[:8])
-    tmp = f"{final}.tmp-{token}"
+    tmp = f"{final}{TMP_MARK}{token}"
     fs.makedirs(tmp, exist_ok=True)
     if in_window:
         with fs.open(join(tmp, grads_file(dist.get_rank())), "wb") as f:
@@ -188,7 +194,7 @@ def save(ckpt: dict[str, Any], path: str, model: nn.Module, optim_wrapper: Any,
 
     def publish() -> None:
         if fs.exists(final):  # a re-save of the same name: swap, so a whole one always exists
-            old = f"{final}.old-{token}"
+            old = f"{final}{TMP_MARK}old-{token}"  # a leftover if killed: removed at next start
             fs.mv(final, old, recursive=True)
             fs.mv(tmp, final, recursive=True)
             fs.rm(old, recursive=True)
