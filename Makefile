@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench
+.PHONY: demo test doctest lint bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,9 +17,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m trainer.demo
 
+# The suite includes tests/test_doctests.py: every docstring example in trainer/ and callbacks/
+# runs (pytest --doctest-modules, importing callbacks/ by its installed name trainer.callbacks).
 test: $(STAMP)
 	$(VENV)/bin/ruff check trainer callbacks tests benchmarks
 	$(PY) -m pytest -q -n 2
+
+doctest: $(STAMP)
+	$(PY) -m pytest -q tests/test_doctests.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py

@@ -67,9 +67,10 @@ def build_callbacks(extra: Sequence[Any] | None, overrides: Mapping[str, Any] | 
         if isinstance(override, Callback):
             built.append(override)
         elif isinstance(override, Mapping):
-            built.append(build_callback(
-                {"type": cls, **default_options(name, by_epoch=by_epoch, val_interval=val_interval),
-                 **override}))
+            options = default_options(name, by_epoch=by_epoch, val_interval=val_interval)
+            # With no overrides there is nothing to resolve or check: the config layer stays unloaded.
+            built.append(cls(**options) if not override
+                         else build_callback({"type": cls, **options, **override}))
         else:
             raise TypeError(
                 f"default_callbacks[{name!r}] must be a dict of options, a Callback or None, "

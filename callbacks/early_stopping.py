@@ -58,8 +58,11 @@ class EarlyStoppingCallback(Callback):
         stopping_threshold: stop as soon as the value is better than this.
 
     Example:
-        >>> EarlyStoppingCallback(monitor="accuracy", min_delta=0.001, patience=3)
-        EarlyStoppingCallback(priority='LOWEST')
+        >>> stopper = EarlyStoppingCallback(monitor="val/loss", patience=2)
+        >>> stopper.rule  # inferred from the name
+        'less'
+        >>> [stopper.check(loss) != "" for loss in (0.5, 0.4, 0.45, 0.41)]  # stop after 2 worse
+        [False, False, False, True]
     """
 
     priority = "LOWEST"

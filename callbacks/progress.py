@@ -167,20 +167,20 @@ class ProgressBarCallback(Callback):
             self._train = None
 
     # Evaluation.
-    def _start_eval(self, trainer: Any, desc: str, loader: Any) -> None:
+    def _start_eval(self, trainer: Any, desc: str, loop: Any) -> None:
         if trainer.rank != 0:
             return
         try:
-            total = len(loader)
+            total = len(loop.dataloader)  # this rank's share, not the whole loader given
         except TypeError:
             total = None
         self._eval = self._bar(total, desc, train=False)
 
     def before_val_epoch(self, trainer: Any) -> None:
-        self._start_eval(trainer, "Validation", trainer.val_dataloader)
+        self._start_eval(trainer, "Validation", trainer.val_loop)
 
     def before_test_epoch(self, trainer: Any) -> None:
-        self._start_eval(trainer, "Test", trainer.test_dataloader)
+        self._start_eval(trainer, "Test", trainer.test_loop)
 
     def _step_eval(self, trainer: Any, batch_idx: int, data_batch: Any = None,
                    outputs: Any = None) -> None:

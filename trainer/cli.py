@@ -44,12 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, test and convert configs with trainer's Trainer.", epilog=_EPILOG)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    train = commands.add_parser(
-        "train", help="train the model of a config",
+    train = _config_command(
+        commands, "train", help="train the model of a config",
         description="Train the model of CONFIG: build the Trainer with Trainer.from_config and "
-                    "call fit(). Checkpoints, logs and the resolved config go to the work_dir.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("config", metavar="CONFIG", help="the config file (.py, .json, .yaml)")
+                    "call fit(). Checkpoints, logs and the resolved config go to the work_dir.")
     train.add_argument("--work-dir", metavar="DIR",
                        help="where checkpoints and logs go (default: the config's work_dir, or "
                             "work_dirs/<config name>)")
@@ -62,17 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--auto-scale-lr", action="store_true",
                        help="scale the learning rate by (processes x batch size) / "
                             "auto_scale_lr.base_batch_size")
-    _common(train)
 
-    test = commands.add_parser(
-        "test", help="test a checkpoint with a config's test_dataloader",
+    test = _config_command(
+        commands, "test", help="test a checkpoint with a config's test_dataloader",
         description="Load CHECKPOINT's weights into the config's model, run the test loop over "
-                    "test_dataloader with test_evaluator, and print the metrics as JSON.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    test.add_argument("config", metavar="CONFIG", help="the config file")
+                    "test_dataloader with test_evaluator, and print the metrics as JSON.")
     test.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint path or URL")
     test.add_argument("--work-dir", metavar="DIR", help="where the test log goes")
-    _common(test)
 
     migrate = commands.add_parser(
         "migrate", help="rewrite an MMCV runner config in the new form",
@@ -116,11 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _config_command(commands: Any, name: str, **texts: str) -> argparse.ArgumentParser:
+    """A command that builds a Trainer from CONFIG: the config, ``--cfg-options``, ``--launcher``."""
+    parser = commands.add_parser(name, **texts, epilog=_EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", metavar="CONFIG", help="the config file (.py, .json, .yaml)")
     parser.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help=_CFG_OPTIONS_HELP)
     parser.add_argument("--launcher", choices=("none", "pytorch"), default="none",
                         help="'pytorch' when the processes are started by torchrun "
                              "(default: none, one process)")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

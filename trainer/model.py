@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
-from lightning_utilities.core.apply_func import apply_to_collection
 from torch import nn
 
 if TYPE_CHECKING:
@@ -18,36 +17,76 @@ class BaseDataPreprocessor(nn.Module):
     """Moves a (nested) batch to the model's device; subclass it to normalise or augment.
 
     It follows the model through ``.to()``/``.cuda()`` by a non-persistent buffer, so it never
-    has to be told where the model lives.
+    has to be told where the model lives. A flat batch (a tuple, list or dict of tensors, what a
+    ``DataLoader`` usually yields) is moved without walking its structure again once the first
+    batch has shown it; anything else is walked every time.
 
     Args:
-        non_blocking: passed to ``Tensor.to``; useful with pinned-memory loaders on CUDA.
+        non_blocking: passed to ``Tensor.to``; ``None`` (default) copies asynchronously when the
+            batch is in pinned memory (a loader with ``pin_memory=True``), so the copy overlaps
+            with the previous step's GPU work.
 
     Example:
         >>> class Normalise(BaseDataPreprocessor):
         ...     def forward(self, data, training=False):
         ...         x, y = self.cast_data(data)
         ...         return (x - x.mean()) / x.std(), y
+        >>> x, y = Normalise()((torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0, 1, 0])))
+        >>> x.tolist(), y.tolist()
+        ([-1.0, 0.0, 1.0], [0, 1, 0])
     """
 
-    def __init__(self, non_blocking: bool = False) -> None:
+    def __init__(self, non_blocking: bool | None = None) -> None:
         super().__init__()
         self.non_blocking = non_blocking
         self.register_buffer("_device_anchor", torch.empty(0), persistent=False)
+        self._device = self._device_anchor.device
+        self._flat: tuple[type, int, bool] | None = None  # (batch type, length, non_blocking)
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> BaseDataPreprocessor:
+        module = super()._apply(fn, *args, **kwargs)
+        self._device = self._device_anchor.device  # read once here, not per batch
+        return module
 
     @property
     def device(self) -> torch.device:
-        return self._device_anchor.device
+        return self._device
 
     def cast_data(self, data: Any) -> Any:
-        device, non_blocking = self._device_anchor.device, self.non_blocking
+        device = self._device
         if device.type == "cpu":
             return data  # loaders yield CPU tensors: nothing to move, and no per-batch cost
+        flat = self._flat
+        if flat is not None and type(data) is flat[0] and len(data) == flat[1]:
+            try:
+                return _move_flat(data, device, flat[2])
+            except AttributeError:  # not the structure of the first batch after all
+                self._flat = None
+        if self._flat is None and _is_flat(data):
+            first = next(iter(data.values() if isinstance(data, dict) else data))
+            pinned = first.is_pinned() if self.non_blocking is None else self.non_blocking
+            self._flat = (type(data), len(data), pinned)
+            return _move_flat(data, device, pinned)
+        from lightning_utilities.core.apply_func import apply_to_collection  # nested batches
+
+        non_blocking = bool(self.non_blocking)
         return apply_to_collection(
             data, torch.Tensor, lambda t: t.to(device, non_blocking=non_blocking))
 
     def forward(self, data: Any, training: bool = False) -> Any:
         return self.cast_data(data)
+
+
+def _is_flat(data: Any) -> bool:
+    """A non-empty tuple, list or dict whose values are all tensors."""
+    values = data.values() if type(data) is dict else data if type(data) in (tuple, list) else ()
+    return len(values) > 0 and all(type(v) is torch.Tensor for v in values)
+
+
+def _move_flat(data: Any, device: torch.device, non_blocking: bool) -> Any:
+    if type(data) is dict:
+        return {k: v.to(device, non_blocking=non_blocking) for k, v in data.items()}
+    return type(data)(v.to(device, non_blocking=non_blocking) for v in data)
 
 
 class BaseModel(nn.Module):
@@ -71,6 +110,15 @@ class BaseModel(nn.Module):
         ...         if mode == "loss":
         ...             return {"loss": nn.functional.cross_entropy(logits, y)}
         ...         return (logits.argmax(1), y) if mode == "predict" else logits
+        >>> from trainer.optim import OptimWrapper
+        >>> net = Net()
+        >>> x, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 0])
+        >>> log_vars = net.train_step((x, y), OptimWrapper(torch.optim.SGD(net.parameters(), lr=0.1)))
+        >>> sorted(log_vars), log_vars["loss"].requires_grad
+        (['loss'], False)
+        >>> preds, target = net.val_step((x, y))
+        >>> preds.shape, target is y
+        (torch.Size([4]), True)
     """
 
     def __init__(self, data_preprocessor: nn.Module | None = None) -> None:

@@ -19,6 +19,7 @@ from trainer.callbacks.defaults import build_callbacks
 from trainer.checkpoint import interrupt, workdir
 from trainer.checkpoint.manager import CheckpointMixin, callback_keys
 from trainer.compat.runner import RunnerAttributes
+from trainer.compile import check_compile, compile_model
 from trainer.dist import fsdp, launch
 from trainer.dist.strategy import Strategy, parse_strategy
 from trainer.evaluation.evaluator import Evaluator
@@ -77,12 +78,31 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         interrupt_signals: signals that make ``fit`` finish the current iteration, save
             ``work_dir/interrupted_iter_{n}.pth`` and exit with 128 + the signal's number;
             Ctrl-C always does the same and re-raises ``KeyboardInterrupt``.
-        train_loop, val_loop, test_loop: loop classes to use instead of the built-in ones.
+        compile: ``True`` or ``dict(mode=..., fullgraph=..., dynamic=..., regional=False)``:
+            ``torch.compile`` the model in place before training (before DDP wrapping);
+            ``regional=True`` compiles each repeated block instead of the whole model.
+        train_loop, val_loop, test_loop: loop classes to use instead of the built-in ones, or
+            ``dict(type=LoopClass, **options)`` for options of the loop's own, such as the
+            train loops' ``dynamic_intervals=[(milestone, val_interval), ...]``.
 
     Example:
-        >>> trainer = Trainer(max_epochs=3, work_dir="work_dirs/net")
-        >>> trainer.fit(Net(), train_loader, val_loader)  # doctest: +SKIP
-        >>> trainer.test(dataloader=test_loader, ckpt_path="last")  # doctest: +SKIP
+        >>> from torch.utils.data import DataLoader
+        >>> from torchmetrics.classification import MulticlassAccuracy
+        >>> from trainer.datasets import digits_splits
+        >>> from trainer.demo import DigitsNet
+        >>> train_set, val_set, test_set = digits_splits()
+        >>> trainer = Trainer(max_iters=40, val_interval=20, work_dir="work_dirs/digits", seed=0,
+        ...                   optim_wrapper=dict(optimizer=dict(type="AdamW", lr=3e-3)),
+        ...                   val_evaluator={"acc": MulticlassAccuracy(num_classes=10)},
+        ...                   default_callbacks={"progress": None, "logger": None})
+        >>> _ = trainer.fit(DigitsNet(), DataLoader(train_set, batch_size=32, shuffle=True),
+        ...                 DataLoader(val_set, batch_size=256))
+        >>> trainer.iter, trainer.epoch, len(train_set) // 32 + 1  # 40 batches make one epoch
+        (40, 1, 40)
+        >>> metrics = trainer.test(dataloader=DataLoader(test_set, batch_size=256),
+        ...                        ckpt_path="last")
+        >>> metrics["acc"] > 0.8
+        True
     """
 
     def __init__(
@@ -112,9 +132,10 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         log_interval: int = 50,
         on_nonfinite: str = "raise",
         interrupt_signals: Sequence[str] = ("SIGTERM",),
-        train_loop: type[BaseTrainLoop] | None = None,
-        val_loop: type[ValLoop] = ValLoop,
-        test_loop: type[TestLoop] = TestLoop,
+        compile: bool | Mapping[str, Any] = False,
+        train_loop: type[BaseTrainLoop] | Mapping[str, Any] | None = None,
+        val_loop: type[ValLoop] | Mapping[str, Any] = ValLoop,
+        test_loop: type[TestLoop] | Mapping[str, Any] = TestLoop,
     ) -> None:
         self._init_kwargs = {k: v for k, v in locals().items() if k != "self"}  # for cfg
         arguments.check_run_length(max_epochs, max_iters)
@@ -156,15 +177,16 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         self.nonfinite = NonFiniteCheck(on_nonfinite, self.log_interval)
         self.interrupt_signals = interrupt.check_signals(interrupt_signals)
         self.interrupts = interrupt.InterruptGuard(self.interrupt_signals)
+        self.compile_options = check_compile(compile)
         if seed is not None and not arguments.is_int(seed):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self._randomness = (seed, deterministic, diff_rank_seed)
         self.setup_distributed()
-        self.train_loop_cls = arguments.check_loop_class(
-            "train_loop", train_loop or (EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop),
-            BaseTrainLoop)
-        self.val_loop_cls = arguments.check_loop_class("val_loop", val_loop, ValLoop)
-        self.test_loop_cls = arguments.check_loop_class("test_loop", test_loop, TestLoop)
+        self._loops = {  # stage -> (loop class, its extra constructor options)
+            "train": arguments.check_loop("train_loop", train_loop or (
+                EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop), BaseTrainLoop),
+            "val": arguments.check_loop("val_loop", val_loop, ValLoop),
+            "test": arguments.check_loop("test_loop", test_loop, TestLoop)}
         self._run_length = (max_epochs, max_iters)  # as asked; fit settles both for its loader
         self.state = TrainState(max_epochs=max_epochs, max_iters=max_iters)
         self.message_hub = MessageHub()
@@ -334,6 +356,7 @@ class Trainer(CheckpointMixin, RunnerAttributes):
 
     def _build_optimization(self) -> list[Any]:
         """The wrapped model and the optimizer wrapper; returns the model's own schedulers."""
+        compile_model(self.model, self.compile_options)  # compiled before DDP wraps it
         self.wrapped_model = self.strategy.wrap_model(self.model, self.device)
         self.optim_wrapper, model_schedulers = build_optim_wrapper_for(
             self._optim_wrapper_cfg, self.model, self.precision, self.device.type)
@@ -347,12 +370,16 @@ class Trainer(CheckpointMixin, RunnerAttributes):
     def _build_train_loop(self, train_loader: Iterable) -> BaseTrainLoop:
         val_loop = None
         if self.val_dataloader is not None:
-            val_loop = self.val_loop_cls(self, self.strategy.eval_loader(self.val_dataloader),
-                                         self.val_evaluator)
+            val_loop = self._make_loop("val", self.strategy.eval_loader(self.val_dataloader),
+                                       self.val_evaluator)
         self.val_loop = val_loop
-        return self.train_loop_cls(
-            self, train_loader, self.state.max_epochs if self.by_epoch else self.state.max_iters,
+        return self._make_loop(
+            "train", train_loader, self.state.max_epochs if self.by_epoch else self.state.max_iters,
             val_loop=val_loop, val_begin=self.val_begin, val_interval=self.val_interval)
+
+    def _make_loop(self, stage: str, *args: Any, **kwargs: Any) -> Any:
+        cls, options = self._loops[stage]
+        return cls(self, *args, **kwargs, **options)
 
     def _build_param_schedulers(self, model_schedulers: list[Any]) -> None:
         cfg = self._param_scheduler_cfg
@@ -400,9 +427,8 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         loader = getattr(self, f"{stage}_dataloader")
         if loader is None:
             raise ValueError(f"{stage}: pass dataloader= (there is no {stage}_dataloader yet)")
-        loop_cls = self.val_loop_cls if stage == "val" else self.test_loop_cls
         evaluator = self.val_evaluator if stage == "val" else self.test_evaluator
-        loop = loop_cls(self, self.strategy.eval_loader(loader), evaluator)
+        loop = self._make_loop(stage, self.strategy.eval_loader(loader), evaluator)
         setattr(self, f"{stage}_loop", loop)
         return loop
 

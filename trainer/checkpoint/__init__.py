@@ -1,4 +1,5 @@
-"""Checkpoints: file I/O through fsspec (``io``) and the Trainer's save/resume logic (``manager``)."""
+"""Checkpoints: file I/O through fsspec (``io``), the Trainer's save/resume logic (``manager``),
+interruptions that save (``interrupt``) and a ``work_dir`` shared by several runs (``workdir``)."""
 
 from trainer.checkpoint.io import (
     is_training_checkpoint,

@@ -12,6 +12,7 @@ exit code 128 + signal number otherwise (143 for SIGTERM).
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -74,20 +75,21 @@ class InterruptGuard:
 
     def __enter__(self) -> InterruptGuard:
         self.requested, self.saving, self._flag, self._work = 0, False, None, None
+        if dist.get_world_size() > 1:
+            self._group = torch_dist.new_group(backend="gloo")
         if threading.current_thread() is threading.main_thread():
             for sig in dict.fromkeys((signal.SIGINT, *self.signals)):
                 previous = signal.getsignal(sig)
                 if previous is not signal.SIG_IGN:  # the process was told to ignore it
                     self._previous[sig] = previous
                     signal.signal(sig, self._handle)
-        if dist.get_world_size() > 1:
-            self._group = torch_dist.new_group(backend="gloo")
         return self
 
     def __exit__(self, *exc: Any) -> None:
         for sig, previous in self._previous.items():
             signal.signal(sig, signal.SIG_DFL if previous is None else previous)
         self._previous.clear()
+        self.saving = False
         if self._group is not None and exc[0] is None:
             torch_dist.destroy_process_group(self._group)
         self._group = None
@@ -125,6 +127,31 @@ class InterruptGuard:
         flag = torch.tensor([self.requested], dtype=torch.int32)
         torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MAX, group=self._group)
         return int(flag[0])
+
+
+@contextlib.contextmanager
+def forwarding(pids: list[int], signals: tuple[signal.Signals, ...]) -> Iterator[None]:
+    """In the process that started the workers: pass ``signals`` on to them while they run.
+
+    Ctrl-C is only swallowed: the terminal (and Jupyter) send it to the whole process group, so
+    the workers have it already, and forwarding it would count as a second Ctrl-C.
+    """
+    def forward(signum: int, frame: Any) -> None:
+        if signum != signal.SIGINT:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signum)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in dict.fromkeys((signal.SIGINT, *signals)):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                previous[sig] = signal.signal(sig, forward)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def end_as(signum: int) -> NoReturn:

@@ -43,7 +43,7 @@ KNOWN_FIELDS = (
     # Trainer keywords MMEngine has no field for:
     "precision", "accelerator", "devices", "strategy", "log_interval",
 )
-_PASSED_AS_IS = ("precision", "accelerator", "devices", "strategy", "log_interval")
+_PASSED_AS_IS = ("precision", "accelerator", "devices", "strategy", "log_interval", "compile")
 
 
 @dataclass
@@ -293,8 +293,6 @@ class _Mapper:
             self.notes.append(f"log_level={c['log_level']!r} is ignored")
         if c.get("experiment_name") is not None:
             self.notes.append("experiment_name is ignored: runs are named by their timestamp")
-        if c.get("compile"):
-            self.pending["compile"] = c["compile"]
 
     # ------------------------------------------------------------------ builders
     def model_builder(self) -> Callable[[], nn.Module] | None:

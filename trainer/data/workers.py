@@ -41,7 +41,9 @@ class SeededDataset(Dataset):
     """The user's data set, loaded from ``(seed, indices)`` pairs that the resumable sampler yields.
 
     Only a loader with worker processes is given one: there the seeding touches the worker's
-    own streams; in the main process the trainer's saved RNG state already replays them.
+    own streams; in the main process the trainer's saved RNG state already replays them. Other
+    attributes read and write through to the user's data set, so a callback that swaps
+    ``trainer.train_loop.dataloader.dataset.pipeline`` (mmdet's pipeline switch) still works.
     """
 
     def __init__(self, dataset: Any) -> None:

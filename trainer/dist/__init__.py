@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 import torch
 import torch.distributed as torch_dist
-from lightning_utilities.core.rank_zero import rank_zero_only
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -112,6 +111,8 @@ def init_process_group(device_type: str, timeout_s: float) -> None:
     if device_type == "cuda":
         torch.cuda.set_device(local_rank())
     torch_dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    from lightning_utilities.core.rank_zero import rank_zero_only
+
     rank_zero_only.rank = get_rank()
 
 

@@ -31,9 +31,13 @@ def run_workers(trainer: Any, nprocs: int, method: str, args: tuple) -> dict[str
     port = dist.free_port()
     with tempfile.TemporaryDirectory() as tmp:
         result_path = os.path.join(tmp, "result.pt")
+        workers = mp.start_processes(
+            _worker, args=(trainer, nprocs, port, method, args, result_path), nprocs=nprocs,
+            start_method=start_method(), join=False)
         try:
-            mp.start_processes(_worker, args=(trainer, nprocs, port, method, args, result_path),
-                               nprocs=nprocs, start_method=start_method(), join=True)
+            with interrupt.forwarding(workers.pids(), trainer.interrupt_signals):
+                while not workers.join():
+                    pass
         except mp.ProcessExitedException as err:  # an interruption ends the caller likewise
             signum = interrupt.exit_code_signal(err.exit_code, trainer.interrupt_signals)
             if signum:

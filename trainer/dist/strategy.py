@@ -23,7 +23,8 @@ class DDPOptions:
 
     Attributes:
         find_unused_parameters: let DDP tolerate parameters that get no gradient.
-        broadcast_buffers: copy rank zero's buffers (BatchNorm statistics) every forward.
+        broadcast_buffers: copy rank zero's buffers (BatchNorm statistics) every forward;
+            passed as DDP's ``forward_sync_buffers`` where torch has it (see ``wrap_model``).
         sync_batchnorm: convert BatchNorm layers to ``SyncBatchNorm``.
         timeout_s: seconds a collective may wait before failing instead of hanging.
     """

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from trainer.config.types import build_object, check_kwargs, resolve_type
 from trainer.optim.amp import AmpOptimWrapper
 from trainer.optim.paramwise import build_param_groups
 from trainer.optim.wrapper import OptimWrapper
@@ -102,6 +101,8 @@ def _build_single(cfg: Any, params: Any, what: str) -> OptimWrapper:
     if not isinstance(cfg, Mapping):
         raise TypeError(f"{what} must be an OptimWrapper, an Optimizer or a config dict, got "
                         f"{type(cfg).__name__} {cfg!r}")
+    from trainer.config.types import build_object, resolve_type  # loaded when a dict is used
+
     cfg = dict(cfg)
     paramwise_cfg = cfg.pop("paramwise_cfg", None)
     if "optimizer" not in cfg:
@@ -135,6 +136,8 @@ def _build_optimizer(cfg: Any, params: Any, what: str, paramwise_cfg: Any = None
                          "dict(type='SGD', lr=0.1)")
     if "params" in cfg:
         raise ValueError(f"{what} config must not set 'params'; they are taken from the model")
+    from trainer.config.types import build_object, check_kwargs, resolve_type
+
     cls = resolve_type(cfg["type"], OPTIMIZERS, what)
     if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
         raise TypeError(f"{what} type {cfg['type']!r} is not a torch.optim.Optimizer subclass")

@@ -43,12 +43,13 @@ def assert_same_weights(a, b):
 
 
 class SignalAt(Callback):
-    """Send ``signum`` to this process (on ``rank`` only) during iteration ``at``."""
+    """During iteration ``at``, rank ``rank`` sends ``signum`` to itself (or, with
+    ``to_parent``, to the process that started the workers)."""
 
-    def __init__(self, at: int, signum: int, rank: int = 0) -> None:
+    def __init__(self, at: int, signum: int, rank: int = 0, to_parent: bool = False) -> None:
         super().__init__()
-        self.at, self.signum, self.rank = at, signum, rank
+        self.at, self.signum, self.rank, self.to_parent = at, signum, rank, to_parent
 
     def after_train_iter(self, trainer, batch_idx, data_batch=None, outputs=None):
         if trainer.iter == self.at and trainer.rank == self.rank:
-            os.kill(os.getpid(), self.signum)
+            os.kill(os.getppid() if self.to_parent else os.getpid(), self.signum)

@@ -32,15 +32,15 @@ CHILD = textwrap.dedent("""
     import json, signal, sys
     signal.signal(signal.SIGINT, signal.default_int_handler)  # as in an interactive shell
     from tests.trainer.checkpoint.helpers import SignalAt, run
-    work_dir, length, at, signum, rank, extra = json.loads(sys.argv[1])
-    run(work_dir, length, callbacks=[SignalAt(at, signum, rank)], **extra)
+    work_dir, length, at, signum, rank, to_parent, extra = json.loads(sys.argv[1])
+    run(work_dir, length, callbacks=[SignalAt(at, signum, rank, to_parent)], **extra)
     print("the run was not interrupted")
 """)
 
 
-def interrupted_child(work_dir, length, at, signum, rank=0, **extra):
+def interrupted_child(work_dir, length, at, signum, rank=0, to_parent=False, **extra):
     """Run the exact-resume training in a child that receives ``signum`` during iteration ``at``."""
-    args = json.dumps([str(work_dir), length, at, int(signum), rank, extra])
+    args = json.dumps([str(work_dir), length, at, int(signum), rank, to_parent, extra])
     return subprocess.run([sys.executable, "-c", CHILD, args], cwd=REPO, capture_output=True,
                           text=True, timeout=CHILD_TIMEOUT_S,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -140,13 +140,17 @@ def test_second_ctrl_c_during_the_save_leaves_the_previous_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["iter", "epoch"])
-def test_ddp_ranks_agree_when_only_one_receives_sigterm(tmp_path, straight, kind):
+@pytest.mark.parametrize(("kind", "to_parent"), [("iter", False), ("epoch", True)],
+                         ids=["iter-one-rank-signalled", "epoch-launching-process-signalled"])
+def test_ddp_ranks_agree_when_only_one_receives_sigterm(tmp_path, kind, to_parent):
+    """SIGTERM reaches rank 1 only, or only the process that started the workers (which passes
+    it on): both ranks stop at the same iteration and the launching process exits 143."""
     ddp = {"devices": 2, "strategy": "ddp"}
     length = {"iter": {"max_iters": 30}, "epoch": {"max_epochs": 10}}[kind]
     total = {"iter": 30, "epoch": 10 * 3}[kind]  # 40 samples, 20 per rank, 3 batches of 8
     work_dir = tmp_path / "run"
-    child = interrupted_child(work_dir, length, 9, signal.SIGTERM, rank=1, **ddp)
+    child = interrupted_child(work_dir, length, 9, signal.SIGTERM, rank=1, to_parent=to_parent,
+                              **ddp)
     assert child.returncode == 143, child.stderr[-3000:]
     (ckpt,) = work_dir.glob("interrupted_iter_*.pth")
     n = int(ckpt.stem.rsplit("_", 1)[1])
