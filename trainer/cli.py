@@ -1,4 +1,5 @@
-"""The command line: ``python -m trainer {train,test,migrate,print-config,convert-ema}``."""
+"""The command line: ``python -m trainer {train,test,migrate,print-config,convert-ema,
+consolidate}``."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ examples:
   python -m trainer migrate old_mmcv_config.py > configs/net.py
   python -m trainer print-config configs/net.py --cfg-options train_cfg.max_epochs=1
   python -m trainer convert-ema work_dirs/net/epoch_12.pth net_for_mmengine.pth --to mmengine
+  python -m trainer consolidate work_dirs/net/epoch_12.pth net_epoch_12.pth   # FSDP -> one file
 
 A config is a Python file of top-level assignments (MMEngine's fields: model,
 train_dataloader, train_cfg, optim_wrapper, param_scheduler, default_hooks, ...), or
@@ -101,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     ema.add_argument("dst", metavar="DST", help="where to write the converted checkpoint")
     ema.add_argument("--to", choices=("mmengine", "trainer"), default="mmengine",
                      help="the layout to write (default: mmengine)")
+
+    consolidate = commands.add_parser(
+        "consolidate", help="turn a sharded (FSDP) checkpoint directory into one file",
+        description="Read the torch.distributed.checkpoint directory DIR that a "
+                    "Trainer(strategy='fsdp') run wrote and write its meta and full weights "
+                    "to FILE, an ordinary checkpoint that torch.load(weights_only=True) and "
+                    "Trainer.test(ckpt_path=FILE) read. Both may be fsspec URLs.")
+    consolidate.add_argument("directory", metavar="DIR", help="the sharded checkpoint")
+    consolidate.add_argument("output", metavar="FILE", help="the file to write")
     for command in commands.choices.values():  # also after the command: train cfg.py --debug
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help=_DEBUG_HELP)
@@ -254,6 +265,17 @@ def _convert_ema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _consolidate(args: argparse.Namespace) -> int:
+    from trainer.checkpoint.sharded import consolidate
+
+    try:
+        consolidate(args.directory, args.output)
+    except (ValueError, FileNotFoundError) as err:
+        raise _ConfigError(str(err)) from err
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
 _COMMANDS = {"train": _train, "test": _test, "migrate": _migrate, "print-config": _print_config,
-             "convert-ema": _convert_ema}
+             "convert-ema": _convert_ema, "consolidate": _consolidate}
 

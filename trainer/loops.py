@@ -239,7 +239,7 @@ class _EvalLoop:
         trainer.model.eval()
         self.evaluator.to(trainer.device)
         self.evaluator.reset()
-        with preserve_rng(), torch.no_grad():
+        with preserve_rng(), torch.no_grad(), trainer.strategy.eval_context(trainer.model):
             for batch_idx, data_batch in enumerate(self.dataloader):
                 self.run_iter(batch_idx, data_batch)
         metrics = self.evaluator.evaluate(dataset_size(self.dataloader))

@@ -20,7 +20,7 @@ from trainer.checkpoint import interrupt, workdir
 from trainer.checkpoint.manager import CheckpointMixin, callback_keys
 from trainer.compat.runner import RunnerAttributes
 from trainer.compile import check_compile, compile_model
-from trainer.dist import launch
+from trainer.dist import fsdp, launch
 from trainer.dist.strategy import Strategy, parse_strategy
 from trainer.evaluation.evaluator import Evaluator
 from trainer.loops import (
@@ -65,7 +65,8 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         precision: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"``.
         accelerator: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         devices: number of devices (processes) to train on.
-        strategy: ``"auto"``, ``"ddp"`` or ``dict(type="ddp", find_unused_parameters=...,
+        strategy: ``"auto"``, ``"ddp"``, ``"fsdp"``, ``dict(type="fsdp", wrap=[Block], ...)``
+            (see ``trainer.dist.fsdp.FSDPOptions``) or ``dict(type="ddp", find_unused_parameters=...,
             broadcast_buffers=..., sync_batchnorm=..., timeout_s=...)``.
         auto_scale_lr: ``dict(base_batch_size=N, enable=True)`` scales every learning rate by
             (batch size x processes) / N, as MMEngine does; nothing is scaled otherwise.
@@ -175,7 +176,8 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         self.accelerator = arguments.check_accelerator(accelerator)
         self.devices = arguments.check_positive_int("devices", devices)
         self.strategy = Strategy(*parse_strategy(strategy), devices=self.devices,
-                                 device_type=arguments.resolve_device(self.accelerator).type)
+                                 device_type=arguments.resolve_device(self.accelerator).type,
+                                 precision=self.precision)
         self.auto_scale_lr = arguments.check_auto_scale_lr(auto_scale_lr)
         self.log_interval = arguments.check_positive_int("log_interval", log_interval)
         self.nonfinite = NonFiniteCheck(on_nonfinite, self.log_interval)
@@ -202,6 +204,8 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         self.callbacks = CallbackList(
             build_callbacks(callbacks, default_callbacks, by_epoch=by_epoch,
                             val_interval=self.val_interval))
+        if self.strategy.kind == "fsdp":
+            fsdp.check_arguments(self.work_dir, self.precision, self.callbacks)
         self.model: nn.Module | None = None
         self.wrapped_model: nn.Module | None = None  # what the loops call: DDP-wrapped or model
         self.optim_wrapper: Any = None
@@ -236,8 +240,9 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         self.seed = None if seed is None else set_random_seed(seed, deterministic, diff_rank_seed)
 
     def worker_result(self) -> dict[str, Any]:
-        """What rank zero of spawned workers hands back to the calling process."""
-        return {"state_dict": {k: v.cpu() for k, v in self.model.state_dict().items()},
+        """What rank zero of spawned workers hands back to the calling process (every rank calls
+        it: gathering sharded weights is a collective)."""
+        return {"state_dict": self.strategy.full_state_dict(self.model),
                 "state": {k: getattr(self.state, k) for k in ("epoch", "iter", "batch_idx")},
                 "world_size": self.world_size,
                 "message_hub": self.message_hub.state_dict(),
@@ -367,6 +372,8 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         self.wrapped_model = self.strategy.wrap_model(self.model, self.device)
         self.optim_wrapper, model_schedulers = build_optim_wrapper_for(
             self._optim_wrapper_cfg, self.model, self.precision, self.device.type)
+        if self.strategy.sharded:
+            fsdp.check_optimizer(self.optim_wrapper, self.model)
         if self.auto_scale_lr:
             scale_lr(self.optim_wrapper, self.auto_scale_lr["base_batch_size"],
                      getattr(self.train_dataloader, "batch_size", None), self.world_size)

@@ -89,14 +89,9 @@ def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], stri
                      source: str) -> None:
     """Load ``state_dict`` into ``model``, listing every missing, unexpected or reshaped key."""
     own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    reshaped = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-                for k in own if k in state_dict and hasattr(state_dict[k], "shape")
-                and state_dict[k].shape != own[k].shape]
-    problems = [f"{label}: {', '.join(keys)}" for label, keys in (
-        ("missing keys", missing), ("unexpected keys", unexpected),
-        ("shape mismatches", reshaped)) if keys]
+    problems = weight_problems(
+        {k: tuple(v.shape) for k, v in own.items()},
+        {k: tuple(v.shape) if hasattr(v, "shape") else None for k, v in state_dict.items()})
     if problems and strict:
         raise ValueError(
             f"the weights in {source} do not fit {type(model).__name__} — "
@@ -105,9 +100,22 @@ def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], stri
     if problems:
         warnings.warn(f"loaded only matching weights from {source}; " + "; ".join(problems),
                       stacklevel=3)
-        bad = {k.split(":")[0] for k in reshaped}
-        state_dict = {k: v for k, v in state_dict.items() if k in own and k not in bad}
+        state_dict = {k: v for k, v in state_dict.items()
+                      if k in own and getattr(v, "shape", own[k].shape) == own[k].shape}
     model.load_state_dict(state_dict, strict=False)
+
+
+def weight_problems(own: dict[str, tuple[int, ...]],
+                    saved: dict[str, tuple[int, ...] | None]) -> list[str]:
+    """Missing, unexpected and reshaped keys between a model's and a checkpoint's shapes
+    (``None``: a saved value without a shape, never called reshaped)."""
+    missing = [k for k in own if k not in saved]
+    unexpected = [k for k in saved if k not in own]
+    reshaped = [f"{k}: checkpoint {saved[k]} vs model {own[k]}" for k in own
+                if saved.get(k) is not None and saved[k] != own[k]]
+    return [f"{label}: {', '.join(keys)}" for label, keys in (
+        ("missing keys", missing), ("unexpected keys", unexpected),
+        ("shape mismatches", reshaped)) if keys]
 
 
 def write_last_checkpoint(work_dir: str, path: str, name: str = LAST_CHECKPOINT) -> None:

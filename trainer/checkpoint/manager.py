@@ -13,7 +13,7 @@ import fsspec
 import torch
 
 from trainer import checkpoint, dist
-from trainer.checkpoint import workdir
+from trainer.checkpoint import sharded, workdir
 from trainer.checkpoint.io import BEST_CHECKPOINT
 from trainer.logger import print_log
 from trainer.randomness import get_rng_state, set_rng_state
@@ -77,18 +77,24 @@ class CheckpointMixin:
 
     def save_checkpoint(self, path: str, save_optimizer: bool = True,
                         save_param_scheduler: bool = True,
-                        progress: dict[str, int] | None = None) -> None:
-        """Write a full checkpoint to ``path`` (rank zero only; every rank must call it).
+                        progress: dict[str, int] | None = None,
+                        async_save: bool = False) -> sharded.PendingSave | None:
+        """Write a full checkpoint to ``path`` (every rank must call it).
 
+        One file written by rank zero; under FSDP a DCP directory written by every rank, in
+        the background with ``async_save`` (wait on the returned ``PendingSave``).
         ``progress``: the counters to record, see ``checkpoint_dict``.
         """
         if self.model is None:
             raise ValueError("save_checkpoint() needs a model: call fit() first")
         self.nonfinite.check()  # a non-finite loss never reaches a checkpoint
         ckpt = self.checkpoint_dict(save_optimizer, save_param_scheduler, progress)
+        if self.strategy.sharded:
+            return sharded.save(ckpt, path, self.model, self.optim_wrapper, async_save)
         if dist.is_main_process():
             checkpoint.save_checkpoint(ckpt, path)
         dist.barrier()
+        return None
 
     def load_checkpoint(self, path: str, strict: bool = True,
                         weights_only: bool = True) -> dict[str, Any]:
@@ -106,10 +112,15 @@ class CheckpointMixin:
         return ckpt
 
     def _load_weights(self, path: str, strict: bool = True, weights_only: bool = True,
-                      resuming: bool = False) -> dict[str, Any]:
-        """Check the whole file first, then load its weights (a bare state dict loads too)."""
+                      resuming: bool = False, optim_wrapper: Any = None) -> dict[str, Any]:
+        """Check the whole file first, then load its weights (a bare state dict loads too).
+
+        A sharded (FSDP) checkpoint loads with ``optim_wrapper``'s state alongside the shards.
+        """
         if self.model is None:
             raise ValueError("load_checkpoint() needs a model: pass one to fit/validate/test first")
+        if sharded.is_sharded_checkpoint(path):  # the optimizer is loaded with the model's shards
+            return sharded.load(path, self.model, optim_wrapper, strict=strict)
         ckpt = checkpoint.load_checkpoint(path, map_location="cpu", weights_only=weights_only)
         if "state_dict" not in ckpt:
             raise ValueError(f"{path} is not a valid checkpoint: it has no 'state_dict'")
@@ -157,7 +168,7 @@ class CheckpointMixin:
 
     def resume(self, path: str) -> None:
         """Restore model, optimizer, schedulers, callbacks, counters, data position and RNG."""
-        ckpt = self._load_weights(path, resuming=True)
+        ckpt = self._load_weights(path, resuming=True, optim_wrapper=self.optim_wrapper)
         if "optimizer" in ckpt:
             self.optim_wrapper.load_state_dict(ckpt["optimizer"])
         for scheduler, state in zip(self.param_schedulers, ckpt.get("param_schedulers", [])):

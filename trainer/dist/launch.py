@@ -54,8 +54,9 @@ def _worker(rank: int, trainer: Any, nprocs: int, port: int, method: str, args: 
     try:
         trainer.setup_distributed()
         getattr(trainer, method)(*args)
+        result = trainer.worker_result()
         if rank == 0:
-            torch.save(trainer.worker_result(), result_path)
+            torch.save(result, result_path)
     except KeyboardInterrupt:  # torch's worker wrapper would exit 0: tell the caller
         sys.exit(128 + signal.SIGINT)
     finally:
