@@ -411,14 +411,6 @@ def test_registry_decorators_port_but_register_nothing():
         HOOKS.register_module(MeanTeacherHook)
 
 
-@pytest.fixture
-def one_rank_group():
-    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0,
-                                         world_size=1)
-    yield
-    torch.distributed.destroy_process_group()
-
-
 def test_is_model_wrapper_for_ddp_and_not_for_fsdp2(one_rank_group):
     from torch.distributed.fsdp import fully_shard
 

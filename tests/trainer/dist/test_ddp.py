@@ -224,15 +224,6 @@ def test_custom_train_step_with_two_optimizers_under_ddp(tmp_path):
     assert saved.keys() == model.state_dict().keys()  # no "module." in the checkpoint
 
 
-@pytest.fixture
-def one_rank_group():
-    """A real gloo process group of one rank, for wrapping a model in DDP in this process."""
-    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0,
-                                         world_size=1)
-    yield
-    torch.distributed.destroy_process_group()
-
-
 @pytest.mark.parametrize("broadcast_buffers", [True, False])
 @pytest.mark.parametrize("model_cls", [ToyNet, TwoHeads])
 def test_ddp_wrapping_uses_the_current_buffer_sync_argument(one_rank_group, broadcast_buffers,
