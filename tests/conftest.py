@@ -51,6 +51,15 @@ def work_dir(tmp_path) -> str:
     return str(tmp_path / "work")
 
 
+@pytest.fixture
+def one_rank_group():
+    """A real gloo process group of one rank, for wrapping a model in DDP in this process."""
+    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0,
+                                         world_size=1)
+    yield
+    torch.distributed.destroy_process_group()
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
