@@ -66,15 +66,6 @@ def _one_thread():
     yield
 
 
-@pytest.fixture
-def one_rank_group():
-    """A real gloo process group of one rank, for wrapping a model in DDP in this process."""
-    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0,
-                                         world_size=1)
-    yield
-    torch.distributed.destroy_process_group()
-
-
 class SaveAfterValidation(Callback):
     """Saves a checkpoint after validation number ``after`` (once the other callbacks and the
     schedulers have counted it), and with ``stop=True`` ends training there."""
