@@ -19,6 +19,7 @@ from trainer.checkpoint.manager import CheckpointMixin
 from trainer.dist import launch
 from trainer.dist.strategy import Strategy, parse_strategy
 from trainer.evaluation.evaluator import Evaluator
+from trainer.loggers import build_loggers
 from trainer.loops import (
     BaseTrainLoop,
     EpochBasedTrainLoop,
@@ -68,6 +69,9 @@ class Trainer(CheckpointMixin):
         deterministic: ask torch for deterministic algorithms.
         diff_rank_seed: give each rank ``seed + rank``.
         log_interval: iterations between log lines.
+        loggers: where logged scalars go: names or dicts, ``"jsonl"`` (``scalars.jsonl``, the
+            default), ``"csv"``, ``"tensorboard"``, ``dict(type="mlflow", tracking_uri=...,
+            experiment=...)``, ``dict(type="wandb", project=..., mode="offline")``.
         train_loop, val_loop, test_loop: loop classes to use instead of the built-in ones.
 
     Example:
@@ -101,6 +105,7 @@ class Trainer(CheckpointMixin):
         deterministic: bool = False,
         diff_rank_seed: bool = False,
         log_interval: int = 50,
+        loggers: Sequence[str | Mapping[str, Any]] | None = ("jsonl",),
         train_loop: type[BaseTrainLoop] | None = None,
         val_loop: type[ValLoop] = ValLoop,
         test_loop: type[TestLoop] = TestLoop,
@@ -152,8 +157,9 @@ class Trainer(CheckpointMixin):
         self.message_hub = MessageHub()
         self.timestamp = time.strftime("%Y%m%d_%H%M%S")
         self.log_dir = checkpoint.join(self.work_dir, self.timestamp)
-        self.callbacks = CallbackList(
-            build_callbacks(callbacks, default_callbacks, by_epoch=by_epoch))
+        jsonl, sinks = build_loggers(loggers)
+        self.callbacks = CallbackList(build_callbacks(
+            callbacks, default_callbacks, by_epoch=by_epoch, jsonl=jsonl) + sinks)
         self.model: nn.Module | None = None
         self.wrapped_model: nn.Module | None = None  # what the loops call: DDP-wrapped or model
         self.optim_wrapper: Any = None
@@ -359,7 +365,7 @@ class Trainer(CheckpointMixin):
 
 
 def build_callbacks(extra: Sequence[Any] | None, overrides: Mapping[str, Any] | None, *,
-                    by_epoch: bool) -> list[Callback]:
+                    by_epoch: bool, jsonl: bool = True) -> list[Callback]:
     """The default callbacks, adjusted by ``overrides``, followed by ``extra``."""
     from trainer import callbacks as cb
 
@@ -368,7 +374,7 @@ def build_callbacks(extra: Sequence[Any] | None, overrides: Mapping[str, Any] | 
         "timer": (cb.IterTimerCallback, {}),
         "sampler_seed": (cb.DistSamplerSeedCallback, {}),
         "param_scheduler": (cb.ParamSchedulerCallback, {}),
-        "logger": (cb.LoggerCallback, {}),
+        "logger": (cb.LoggerCallback, {} if jsonl else {"scalars_file": False}),
         "checkpoint": (cb.CheckpointCallback,
                        {"interval": 1, "by_epoch": True} if by_epoch
                        else {"interval": -1, "by_epoch": False}),
