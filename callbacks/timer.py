@@ -10,6 +10,8 @@ from trainer.callbacks.base import Callback
 
 from trainer import throughput
 
+RATES = ("iters_per_s", "samples_per_s", "tokens_per_s", "flops", "mfu")
+
 
 class IterTimerCallback(Callback):
     """Log ``train/data_time`` (waiting for the batch) and ``train/time`` (whole iteration), and
@@ -71,6 +73,8 @@ class IterTimerCallback(Callback):
         loggers = trainer.callbacks.get(LoggerCallback)
         self._interval = self.interval or (loggers and loggers[0].interval) or trainer.log_interval
         self._mark = None
+        for key in RATES:  # a resumed hub holds the last run's figures: not this run's
+            trainer.message_hub.scalars.pop(f"train/{key}", None)
         if self.count_flops and self.flops is None:
             self._counter = throughput.FlopCount()
 
