@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from trainer.arguments import is_int
+
 if TYPE_CHECKING:
     from trainer.trainer import Trainer
 
@@ -34,7 +36,7 @@ def get_priority(priority: int | str) -> int:
         if priority.upper() not in PRIORITIES:
             raise ValueError(f"priority {priority!r} is not one of {list(PRIORITIES)}")
         return PRIORITIES[priority.upper()]
-    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 100:
+    if not is_int(priority) or not 0 <= priority <= 100:
         raise ValueError(f"priority must be an int in [0, 100] or a name, got {priority!r}")
     return priority
 

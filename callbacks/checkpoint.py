@@ -9,6 +9,7 @@ import fsspec
 from trainer.callbacks.base import Callback
 
 from trainer import checkpoint, dist
+from trainer.arguments import is_int
 
 _GREATER_KEYS = ("acc", "top", "ap", "auc", "precision", "recall", "f1", "iou", "psnr", "ssim")
 _LESS_KEYS = ("loss", "error", "err", "mse", "mae", "rmse")
@@ -49,9 +50,9 @@ class CheckpointCallback(Callback):
                  save_begin: int = 0, filename_tmpl: str | None = None,
                  priority: int | str | None = None) -> None:
         super().__init__(priority)
-        if not isinstance(interval, int) or interval == 0 or interval < -1:
+        if not is_int(interval) or interval == 0 or interval < -1:
             raise ValueError(f"interval must be a positive int or -1, got {interval!r}")
-        if not isinstance(max_keep_ckpts, int) or max_keep_ckpts == 0 or max_keep_ckpts < -1:
+        if not is_int(max_keep_ckpts) or max_keep_ckpts == 0 or max_keep_ckpts < -1:
             raise ValueError(f"max_keep_ckpts must be a positive int or -1, got {max_keep_ckpts!r}")
         self.interval, self.by_epoch, self.max_keep_ckpts = interval, by_epoch, max_keep_ckpts
         self.save_last, self.save_begin = save_last, save_begin
@@ -74,12 +75,12 @@ class CheckpointCallback(Callback):
 
     def after_train_epoch(self, trainer: Any) -> None:
         if self.by_epoch and self._due(trainer.epoch + 1, trainer.max_epochs):
-            self._save_regular(trainer, trainer.epoch + 1)
+            self._save_regular(trainer, trainer.epoch + 1, trainer.state.progress(epoch_done=True))
 
     def after_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
         if not self.by_epoch and self._due(trainer.iter + 1, trainer.max_iters):
-            self._save_regular(trainer, trainer.iter + 1)
+            self._save_regular(trainer, trainer.iter + 1, trainer.state.progress(iter_done=True))
 
     def after_train(self, trainer: Any) -> None:
         # Training stopped early (stop_training): the run still ends with a checkpoint.
@@ -93,22 +94,23 @@ class CheckpointCallback(Callback):
         return (self.interval > 0 and done % self.interval == 0) or (
             self.save_last and done == total)
 
-    def _save_regular(self, trainer: Any, done: int) -> None:
+    def _save_regular(self, trainer: Any, done: int,
+                      progress: dict[str, int] | None = None) -> None:
         path = checkpoint.join(self.out_dir, self.filename_tmpl.format(done))
         # Update the state first: the checkpoint must record itself as kept and saved.
         self.last_saved = done
         self.kept.append(path)
         expired = self.kept[:-self.max_keep_ckpts] if self.max_keep_ckpts > 0 else []
         self.kept = self.kept[len(expired):]
-        self._save(trainer, path)
+        self._save(trainer, path, progress)
         if dist.is_main_process():
             checkpoint.write_last_checkpoint(trainer.work_dir, path)
         for old in expired:
             self._remove(old)
 
-    def _save(self, trainer: Any, path: str) -> None:
+    def _save(self, trainer: Any, path: str, progress: dict[str, int] | None = None) -> None:
         trainer.save_checkpoint(path, save_optimizer=self.save_optimizer,
-                                save_param_scheduler=self.save_param_scheduler)
+                                save_param_scheduler=self.save_param_scheduler, progress=progress)
 
     def after_val_epoch(self, trainer: Any, metrics: dict[str, Any] | None = None) -> None:
         if not self.save_best or not metrics or trainer.train_loop is None:

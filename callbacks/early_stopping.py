@@ -8,6 +8,7 @@ from typing import Any
 
 from trainer.callbacks.base import Callback
 
+from trainer.arguments import check_non_negative_int, is_number
 from trainer.logger import print_log
 
 # MMEngine's lists: a monitor named like these is maximised / minimised.
@@ -73,13 +74,10 @@ class EarlyStoppingCallback(Callback):
                             f"{monitor!r}")
         if rule not in (None, "greater", "less"):
             raise ValueError(f"rule must be 'greater', 'less' or None, got {rule!r}")
-        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) \
-                or min_delta < 0:
+        if not is_number(min_delta) or min_delta < 0:
             raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be an int >= 0, got {patience!r}")
-        if stopping_threshold is not None and (isinstance(stopping_threshold, bool) or
-                                               not isinstance(stopping_threshold, (int, float))):
+        check_non_negative_int("patience", patience)
+        if stopping_threshold is not None and not is_number(stopping_threshold):
             raise TypeError(f"stopping_threshold must be a number or None, got "
                             f"{stopping_threshold!r}")
         self.monitor = monitor[4:] if monitor.startswith("val/") else monitor

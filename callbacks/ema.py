@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from trainer.callbacks.base import Callback
 
+from trainer.arguments import check_non_negative_int, check_positive_int, is_number
+
 AVERAGES = ("ExponentialMovingAverage", "MomentumAnnealingEMA", "StochasticWeightAverage")
 
 
@@ -65,13 +67,11 @@ class EMACallback(Callback):
                  device: str | torch.device | None = None, strict_load: bool = False,
                  priority: int | str | None = None) -> None:
         super().__init__(priority)
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) \
-                or not 0.0 < momentum < 1.0:
+        if not is_number(momentum) or not 0.0 < momentum < 1.0:
             raise ValueError(f"EMACallback momentum must be in (0, 1), got {momentum!r}")
-        for name, value, low in (("interval", interval, 1), ("begin_iter", begin_iter, 0),
-                                 ("begin_epoch", begin_epoch, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"EMACallback {name} must be an int >= {low}, got {value!r}")
+        check_positive_int("EMACallback interval", interval)
+        check_non_negative_int("EMACallback begin_iter", begin_iter)
+        check_non_negative_int("EMACallback begin_epoch", begin_epoch)
         if begin_iter and begin_epoch:
             raise ValueError(f"EMACallback takes begin_iter or begin_epoch, not both (got "
                              f"begin_iter={begin_iter}, begin_epoch={begin_epoch})")

@@ -15,6 +15,7 @@ from trainer.callbacks.base import Callback
 from trainer.callbacks.timer import IterTimerCallback
 
 from trainer import dist
+from trainer.arguments import check_positive_int, is_int, is_number
 from trainer.logger import RunLog
 from trainer.message_hub import STATISTICS
 
@@ -52,7 +53,7 @@ def check_custom_cfg(custom_cfg: Sequence[Mapping[str, Any]] | None) -> list[dic
             raise ValueError(f"custom_cfg method_name must be one of {STATISTICS}, got {method!r}")
         window = cfg.get("window_size")
         if not (window is None or window in ("epoch", "global")
-                or (isinstance(window, int) and not isinstance(window, bool) and window > 0)):
+                or (is_int(window) and window > 0)):
             raise ValueError(f"custom_cfg window_size must be a positive int, 'epoch' or "
                              f"'global', got {window!r}")
         name = cfg.get("log_name", cfg["data_src"])
@@ -111,9 +112,7 @@ class LoggerCallback(Callback):
         for name, value in (("interval", interval), ("window_size", window_size),
                             ("interval_exp_name", interval_exp_name),
                             ("num_digits", num_digits)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value <= 0):
-                raise ValueError(f"LoggerCallback {name} must be a positive int, got {value!r}")
+            check_positive_int(f"LoggerCallback {name}", value, allow_none=True)
         self.interval = interval
         self.window_size = window_size
         self.log_metric_by_epoch = log_metric_by_epoch
@@ -239,7 +238,7 @@ def experiment_name(trainer: Any) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
+    return is_number(value) or (
         isinstance(value, torch.Tensor) and value.numel() == 1)
 
 

@@ -10,6 +10,8 @@ from typing import IO, Any
 from tqdm import tqdm
 from trainer.callbacks.base import Callback
 
+from trainer.arguments import check_positive_int
+
 MODES = ("auto", "terminal", "notebook", "plain")
 
 
@@ -105,9 +107,7 @@ class ProgressBarCallback(Callback):
         super().__init__(priority)
         for name, value in (("refresh_interval", refresh_interval),
                             ("plain_interval", plain_interval)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value <= 0):
-                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+            check_positive_int(name, value, allow_none=True)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.refresh_interval = refresh_interval

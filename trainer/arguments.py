@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from numbers import Real
 from typing import Any
 
 import torch
@@ -22,14 +23,50 @@ def check_run_length(max_epochs: Any, max_iters: Any) -> None:
             check_positive_int(name, value)
 
 
-def check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an int and not a bool (``True`` is an int to Python, not to a user)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a real number and not a bool."""
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> Any:
+    """``value`` when it is an int >= 1 (or ``None`` with ``allow_none``); else a ``ValueError``.
+
+    Example:
+        >>> check_positive_int("val_interval", 5)
+        5
+        >>> check_positive_int("val_interval", True)
+        Traceback (most recent call last):
+        ...
+        ValueError: val_interval must be a positive int, got True
+    """
+    if (value is None and allow_none) or (is_int(value) and value > 0):
+        return value
+    raise ValueError(f"{name} must be a positive int{' or None' if allow_none else ''}, "
+                     f"got {value!r}")
+
+
+def check_non_negative_int(name: str, value: Any, *, allow_none: bool = False) -> Any:
+    """``value`` when it is an int >= 0 (or ``None`` with ``allow_none``); else a ``ValueError``.
+
+    Example:
+        >>> check_non_negative_int("patience", -1)
+        Traceback (most recent call last):
+        ...
+        ValueError: patience must be a non-negative int, got -1
+    """
+    if (value is None and allow_none) or (is_int(value) and value >= 0):
+        return value
+    raise ValueError(f"{name} must be a non-negative int{' or None' if allow_none else ''}, "
+                     f"got {value!r}")
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    value = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    value = str(value) if is_int(value) else value
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value

@@ -112,13 +112,7 @@ class EpochBasedTrainLoop(BaseTrainLoop):
     def __init__(self, trainer: Trainer, dataloader: Iterable, max_epochs: int,
                  val_loop: ValLoop | None = None, val_begin: int = 1, val_interval: int = 1) -> None:
         super().__init__(trainer, dataloader, val_loop, val_begin, val_interval)
-        if self.epoch_length is None:
-            raise ValueError(
-                "epoch-based training needs a train_dataloader with len(); use max_iters= for "
-                "an IterableDataset")
         self.max_epochs = max_epochs
-        trainer.state.max_epochs = max_epochs
-        trainer.state.max_iters = max_epochs * self.epoch_length
 
     def run(self) -> None:
         trainer = self.trainer
@@ -152,9 +146,6 @@ class IterBasedTrainLoop(BaseTrainLoop):
         super().__init__(trainer, dataloader, val_loop, val_begin, val_interval)
         self.max_iters = max_iters
         self._iterator: Iterator | None = None
-        trainer.state.max_iters = max_iters
-        trainer.state.max_epochs = (
-            None if self.epoch_length is None else -(-max_iters // self.epoch_length))
 
     def run(self) -> None:
         trainer = self.trainer

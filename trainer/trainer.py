@@ -15,7 +15,8 @@ from torch import nn
 from trainer import arguments, checkpoint, dist
 from trainer.callbacks.base import Callback
 from trainer.callbacks.callback_list import CallbackList
-from trainer.checkpoint.manager import CheckpointMixin
+from trainer.callbacks.defaults import build_callbacks
+from trainer.checkpoint.manager import CheckpointMixin, callback_keys
 from trainer.dist import launch
 from trainer.dist.strategy import Strategy, parse_strategy
 from trainer.evaluation.evaluator import Evaluator
@@ -26,16 +27,13 @@ from trainer.loops import (
     IterBasedTrainLoop,
     TestLoop,
     ValLoop,
+    loader_length,
 )
 from trainer.message_hub import MessageHub
 from trainer.optim import build_optim_wrapper_for, scale_lr
 from trainer.randomness import set_random_seed
 from trainer.schedulers import build_param_schedulers
-from trainer.state import TrainState
-
-DEFAULT_CALLBACK_NAMES = (
-    "runtime_info", "timer", "sampler_seed", "param_scheduler", "logger", "checkpoint", "progress",
-)
+from trainer.state import TrainState, run_length
 
 
 class Trainer(CheckpointMixin):
@@ -144,7 +142,7 @@ class Trainer(CheckpointMixin):
                                  device_type=arguments.resolve_device(self.accelerator).type)
         self.auto_scale_lr = arguments.check_auto_scale_lr(auto_scale_lr)
         self.log_interval = arguments.check_positive_int("log_interval", log_interval)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        if seed is not None and not arguments.is_int(seed):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self._randomness = (seed, deterministic, diff_rank_seed)
         self.setup_distributed()
@@ -153,6 +151,7 @@ class Trainer(CheckpointMixin):
             BaseTrainLoop)
         self.val_loop_cls = arguments.check_loop_class("val_loop", val_loop, ValLoop)
         self.test_loop_cls = arguments.check_loop_class("test_loop", test_loop, TestLoop)
+        self._run_length = (max_epochs, max_iters)  # as asked; fit settles both for its loader
         self.state = TrainState(max_epochs=max_epochs, max_iters=max_iters)
         self.message_hub = MessageHub()
         self.timestamp = time.strftime("%Y%m%d_%H%M%S")
@@ -169,7 +168,6 @@ class Trainer(CheckpointMixin):
         self.test_dataloader: Iterable | None = None
         self.train_loop: BaseTrainLoop | None = None
         self.config: dict[str, Any] | None = None  # the resolved run config, from from_config
-        self._hook: str | None = None
 
     # Public state read by callbacks.
     epoch = property(lambda self: self.state.epoch)
@@ -197,15 +195,16 @@ class Trainer(CheckpointMixin):
         return {"state_dict": {k: v.cpu() for k, v in self.model.state_dict().items()},
                 "state": {k: getattr(self.state, k) for k in ("epoch", "iter", "batch_idx")},
                 "message_hub": self.message_hub.state_dict(),
-                "callbacks": [cb.state_dict() for cb in self.callbacks]}
+                "callbacks": {key: cb.state_dict() for key, cb in
+                              zip(callback_keys(self.callbacks), self.callbacks)}}
 
     def _adopt_worker_result(self, result: dict[str, Any]) -> None:
         self.model.load_state_dict(result["state_dict"])
         for key, value in result["state"].items():
             setattr(self.state, key, value)
         self.message_hub.load_state_dict(result["message_hub"])
-        for cb, state in zip(self.callbacks, result["callbacks"]):
-            cb.load_state_dict(state)
+        for key, cb in zip(callback_keys(self.callbacks), self.callbacks):
+            cb.load_state_dict(result["callbacks"][key])
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Autocast for evaluation steps at the training precision (nothing in full precision)."""
@@ -216,9 +215,7 @@ class Trainer(CheckpointMixin):
 
     def call_hook(self, name: str, **kwargs: Any) -> None:
         """Call hook ``name`` on every callback that defines it, in priority order."""
-        outer, self._hook = self._hook, name
         self.callbacks.call(name, self, **kwargs)
-        self._hook = outer
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | str,
@@ -246,49 +243,20 @@ class Trainer(CheckpointMixin):
 
         ``model`` and the loaders default to those of ``from_config``.
         """
-        model = model if model is not None else self.model
-        train_dataloader = train_dataloader if train_dataloader is not None \
-            else self.train_dataloader
-        if model is None:
-            raise TypeError("fit() needs a model: fit(model, train_dataloader)")
-        self.check_work_dir_is_free(ckpt_path)
-        self._set_model(model)
-        self.train_dataloader = arguments.check_dataloader("train_dataloader", train_dataloader)
-        if val_dataloader is not None:
-            self.val_dataloader = arguments.check_dataloader("val_dataloader", val_dataloader)
+        self._take_fit_inputs(model, train_dataloader, val_dataloader, ckpt_path)
         if self.strategy.needs_spawn:
-            self._adopt_worker_result(launch.run_workers(
-                self, self.devices, "fit", (model, train_dataloader, val_dataloader, ckpt_path)))
+            self._adopt_worker_result(launch.run_workers(self, self.devices, "fit", (
+                self.model, self.train_dataloader, val_dataloader, ckpt_path)))
             return self.model
-        self.wrapped_model = self.strategy.wrap_model(self.model, self.device)
-        self.optim_wrapper, model_schedulers = build_optim_wrapper_for(
-            self._optim_wrapper_cfg, self.model, self.precision, self.device.type)
-        if self.auto_scale_lr:
-            scale_lr(self.optim_wrapper, self.auto_scale_lr["base_batch_size"],
-                     getattr(self.train_dataloader, "batch_size", None), self.world_size)
-        val_loop = None
-        if self.val_dataloader is not None:
-            val_loop = self.val_loop_cls(self, self.strategy.eval_loader(self.val_dataloader),
-                                         self.val_evaluator)
-        self.train_loop = self.train_loop_cls(
-            self, self.strategy.train_loader(self.train_dataloader, self.seed or 0),
-            self.state.max_epochs if self.by_epoch
-            else self.state.max_iters, val_loop=val_loop, val_begin=self.val_begin,
-            val_interval=self.val_interval)
-        self.param_schedulers = build_param_schedulers(
-            self._param_scheduler_cfg if self._param_scheduler_cfg is not None
-            else model_schedulers or [],
-            self.optim_wrapper, epoch_length=self.train_loop.epoch_length,
-            max_epochs=self.state.max_epochs, max_iters=self.state.max_iters)
+        train_loader = self.strategy.train_loader(self.train_dataloader, self.seed or 0)
+        self._settle_run_length(train_loader)
+        model_schedulers = self._build_optimization()
+        self.train_loop = self._build_train_loop(train_loader)
+        self._build_param_schedulers(model_schedulers)
         self._dump_config()
         self.call_hook("before_run")
         self._load_or_resume(ckpt_path)
-        if self.state.iter >= self.state.max_iters:
-            warnings.warn(
-                f"the resumed run already finished ({self.state.iter} of max_iters="
-                f"{self.state.max_iters} iterations done): nothing to train; raise "
-                f"{'max_epochs' if self.by_epoch else 'max_iters'} to continue it", stacklevel=2)
-        else:
+        if not self._resumed_a_finished_run():
             self.train_loop.run()
         self.call_hook("after_run")
         return self.model
@@ -320,6 +288,61 @@ class Trainer(CheckpointMixin):
         return self._run_standalone(run, ckpt_path)
 
     # Internals.
+    def _take_fit_inputs(self, model: Any, train_dataloader: Any, val_dataloader: Any,
+                         ckpt_path: str | None) -> None:
+        """Check fit's arguments (falling back to ``from_config``'s) and adopt them."""
+        model = model if model is not None else self.model
+        train_dataloader = train_dataloader if train_dataloader is not None \
+            else self.train_dataloader
+        if model is None:
+            raise TypeError("fit() needs a model: fit(model, train_dataloader)")
+        self.check_work_dir_is_free(ckpt_path)
+        self._set_model(model)
+        self.train_dataloader = arguments.check_dataloader("train_dataloader", train_dataloader)
+        if val_dataloader is not None:
+            self.val_dataloader = arguments.check_dataloader("val_dataloader", val_dataloader)
+
+    def _settle_run_length(self, train_loader: Iterable) -> None:
+        """Both ``max_epochs`` and ``max_iters`` of this run, before anything reads them."""
+        self.state.max_epochs, self.state.max_iters = run_length(
+            *self._run_length, loader_length(train_loader, "train_dataloader"))
+
+    def _build_optimization(self) -> list[Any]:
+        """The wrapped model and the optimizer wrapper; returns the model's own schedulers."""
+        self.wrapped_model = self.strategy.wrap_model(self.model, self.device)
+        self.optim_wrapper, model_schedulers = build_optim_wrapper_for(
+            self._optim_wrapper_cfg, self.model, self.precision, self.device.type)
+        if self.auto_scale_lr:
+            scale_lr(self.optim_wrapper, self.auto_scale_lr["base_batch_size"],
+                     getattr(self.train_dataloader, "batch_size", None), self.world_size)
+        return model_schedulers or []
+
+    def _build_train_loop(self, train_loader: Iterable) -> BaseTrainLoop:
+        val_loop = None
+        if self.val_dataloader is not None:
+            val_loop = self.val_loop_cls(self, self.strategy.eval_loader(self.val_dataloader),
+                                         self.val_evaluator)
+        return self.train_loop_cls(
+            self, train_loader, self.state.max_epochs if self.by_epoch else self.state.max_iters,
+            val_loop=val_loop, val_begin=self.val_begin, val_interval=self.val_interval)
+
+    def _build_param_schedulers(self, model_schedulers: list[Any]) -> None:
+        cfg = self._param_scheduler_cfg
+        self.param_schedulers = build_param_schedulers(
+            cfg if cfg is not None else model_schedulers, self.optim_wrapper,
+            epoch_length=self.train_loop.epoch_length, max_epochs=self.state.max_epochs,
+            max_iters=self.state.max_iters)
+
+    def _resumed_a_finished_run(self) -> bool:
+        """Whether the counters already stand at the end of the run (and a warning says so)."""
+        if self.state.iter < self.state.max_iters:
+            return False
+        warnings.warn(
+            f"the resumed run already finished ({self.state.iter} of max_iters="
+            f"{self.state.max_iters} iterations done): nothing to train; raise "
+            f"{'max_epochs' if self.by_epoch else 'max_iters'} to continue it", stacklevel=3)
+        return True
+
     def _set_model(self, model: Any) -> None:
         if not isinstance(model, nn.Module) or not callable(getattr(model, "train_step", None)):
             raise TypeError(
@@ -362,45 +385,3 @@ class Trainer(CheckpointMixin):
         result = run()
         self.call_hook("after_run")
         return result
-
-
-def build_callbacks(extra: Sequence[Any] | None, overrides: Mapping[str, Any] | None, *,
-                    by_epoch: bool, jsonl: bool = True) -> list[Callback]:
-    """The default callbacks, adjusted by ``overrides``, followed by ``extra``."""
-    from trainer import callbacks as cb
-
-    defaults: dict[str, tuple[type, dict[str, Any]]] = {
-        "runtime_info": (cb.RuntimeInfoCallback, {}),
-        "timer": (cb.IterTimerCallback, {}),
-        "sampler_seed": (cb.DistSamplerSeedCallback, {}),
-        "param_scheduler": (cb.ParamSchedulerCallback, {}),
-        "logger": (cb.LoggerCallback, {} if jsonl else {"scalars_file": False}),
-        "checkpoint": (cb.CheckpointCallback,
-                       {"interval": 1, "by_epoch": True} if by_epoch
-                       else {"interval": -1, "by_epoch": False}),
-        "progress": (cb.ProgressBarCallback, {}),
-    }
-    if not isinstance(overrides or {}, Mapping):
-        raise TypeError(f"default_callbacks must be a dict, got {type(overrides).__name__}")
-    overrides = dict(overrides or {})
-    unknown = set(overrides) - set(defaults)
-    if unknown:
-        raise ValueError(
-            f"default_callbacks has unknown names {sorted(unknown)}; known: {list(defaults)}")
-    built: list[Callback] = []
-    for name, (cls, kwargs) in defaults.items():
-        override = overrides.get(name, {})
-        if override is None:
-            continue
-        if isinstance(override, Callback):
-            built.append(override)
-        elif isinstance(override, Mapping):
-            built.append(cb.build_callback({"type": cls, **kwargs, **override}))
-        else:
-            raise TypeError(
-                f"default_callbacks[{name!r}] must be a dict of options, a Callback or None, "
-                f"got {type(override).__name__}")
-    if extra is not None and not isinstance(extra, (list, tuple)):
-        raise TypeError(f"callbacks must be a list of callbacks, got {type(extra).__name__}")
-    built.extend(cb.build_callback(c) for c in extra or ())
-    return built

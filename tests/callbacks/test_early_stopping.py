@@ -160,7 +160,7 @@ def test_mmengine_name_in_a_dict(work_dir):
     ({"monitor": "f"}, ValueError, "cannot infer whether 'f' should grow or shrink"),
     ({"monitor": "acc", "rule": "max"}, ValueError, "rule must be 'greater', 'less' or None"),
     ({"monitor": "acc", "min_delta": -1}, ValueError, "min_delta must be a number >= 0"),
-    ({"monitor": "acc", "patience": -1}, ValueError, "patience must be an int >= 0"),
+    ({"monitor": "acc", "patience": -1}, ValueError, "patience must be a non-negative int"),
     ({"monitor": "acc", "stopping_threshold": "0.9"}, TypeError, "stopping_threshold must be"),
     ({"monitor": None}, TypeError, "monitor must be a metric name"),
 ])

@@ -202,10 +202,10 @@ def test_dict_registration_by_mmengine_name(tmp_path):
 
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"momentum": 1.0}, r"momentum must be in \(0, 1\), got 1.0"),
-    ({"interval": 0}, "interval must be an int >= 1, got 0"),
+    ({"interval": 0}, "EMACallback interval must be a positive int, got 0"),
     ({"begin_iter": 2, "begin_epoch": 1}, "takes begin_iter or begin_epoch, not both"),
     ({"ema_type": "ExpMomentumEMA"}, "ema_type must be one of"),
-    ({"begin_iter": -1}, "begin_iter must be an int >= 0"),
+    ({"begin_iter": -1}, "begin_iter must be a non-negative int"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

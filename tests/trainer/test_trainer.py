@@ -194,3 +194,22 @@ def test_seed_makes_runs_repeatable(work_dir):
 
     a, b = run("a"), run("b")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(("length", "expected"), [
+    ({"max_epochs": 3}, (3, 30)), ({"max_iters": 25}, (3, 25))])
+def test_run_length_is_settled_before_the_loops_are_built(work_dir, length, expected):
+    from trainer.loops import EpochBasedTrainLoop, IterBasedTrainLoop
+
+    seen = []
+    base = EpochBasedTrainLoop if "max_epochs" in length else IterBasedTrainLoop
+
+    class Recording(base):
+        def __init__(self, trainer, *args, **kwargs):
+            seen.append((trainer.max_epochs, trainer.max_iters))
+            super().__init__(trainer, *args, **kwargs)
+
+    trainer = Trainer(**length, work_dir=work_dir, default_callbacks=QUIET, train_loop=Recording)
+    trainer.fit(ToyNet(), toy_loader(n=40, batch_size=4))  # 10 batches an epoch
+    assert seen == [expected]
+    assert (trainer.max_epochs, trainer.max_iters) == expected

@@ -37,25 +37,16 @@ class CheckpointMixin:
 
     state: TrainState
 
-    def progress(self) -> dict[str, int]:
-        """Completed epochs, iterations and batches of the current epoch, as of now.
+    def checkpoint_dict(self, save_optimizer: bool = True, save_param_scheduler: bool = True,
+                        progress: dict[str, int] | None = None) -> dict[str, Any]:
+        """Everything a resume needs, as plain containers of tensors, numbers and strings.
 
-        Inside ``after_train_iter`` the current iteration is complete although ``iter`` is only
-        incremented after the hook (MMEngine's counter convention); likewise ``epoch`` inside
-        the epoch-based ``after_train_epoch``.
+        ``progress`` is the counters to record (default ``state.progress()``, the counters as
+        they stand); a save from ``after_train_iter`` passes ``state.progress(iter_done=True)``.
         """
-        state = self.state
-        if self._hook == "after_train_epoch" and self.by_epoch:
-            return {"epoch": state.epoch + 1, "iter": state.iter, "batch_idx": 0}
-        return {"epoch": state.epoch, "iter": state.iter + (self._hook == "after_train_iter"),
-                "batch_idx": state.batch_idx}
-
-    def checkpoint_dict(self, save_optimizer: bool = True,
-                        save_param_scheduler: bool = True) -> dict[str, Any]:
-        """Everything a resume needs, as plain containers of tensors, numbers and strings."""
         ckpt: dict[str, Any] = {
-            "meta": {**self.progress(), "seed": self.seed, "trainer_version": library_version(),
-                     "torch_version": str(torch.__version__),
+            "meta": {**(progress or self.state.progress()), "seed": self.seed,
+                     "trainer_version": library_version(), "torch_version": str(torch.__version__),
                      "time": time.strftime("%Y-%m-%d %H:%M:%S")},
             "state_dict": self.model.state_dict(),
             "message_hub": self.message_hub.state_dict(),
@@ -76,11 +67,15 @@ class CheckpointMixin:
         return ckpt
 
     def save_checkpoint(self, path: str, save_optimizer: bool = True,
-                        save_param_scheduler: bool = True) -> None:
-        """Write a full checkpoint to ``path`` (rank zero only; every rank must call it)."""
+                        save_param_scheduler: bool = True,
+                        progress: dict[str, int] | None = None) -> None:
+        """Write a full checkpoint to ``path`` (rank zero only; every rank must call it).
+
+        ``progress``: the counters to record, see ``checkpoint_dict``.
+        """
         if self.model is None:
             raise ValueError("save_checkpoint() needs a model: call fit() first")
-        ckpt = self.checkpoint_dict(save_optimizer, save_param_scheduler)
+        ckpt = self.checkpoint_dict(save_optimizer, save_param_scheduler, progress)
         if dist.is_main_process():
             checkpoint.save_checkpoint(ckpt, path)
         dist.barrier()

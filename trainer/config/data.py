@@ -19,6 +19,7 @@ from torch.utils.data import (
 from torch.utils.data.dataloader import default_collate
 
 from trainer import dist
+from trainer.arguments import check_positive_int
 from trainer.config.types import build_object, check_kwargs, resolve_type
 
 
@@ -31,8 +32,7 @@ class RepeatDataset(Dataset):
     """
 
     def __init__(self, dataset: Any, times: int, lazy_init: bool = False) -> None:
-        if isinstance(times, bool) or not isinstance(times, int) or times <= 0:
-            raise ValueError(f"RepeatDataset times must be a positive int, got {times!r}")
+        check_positive_int("RepeatDataset times", times)
         self.dataset, self.times = dataset, times
 
     def __len__(self) -> int:

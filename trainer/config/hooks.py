@@ -13,16 +13,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from trainer import callbacks as cb
+from trainer.callbacks.defaults import DEFAULT_CALLBACKS
 from trainer.config.types import check_kwargs, expect_mapping, resolve_type
 
-__all__ = ["DEFAULT_HOOKS", "callback_kwargs"]
+__all__ = ["callback_kwargs"]
 
-DEFAULT_HOOKS: dict[str, type] = {
-    "runtime_info": cb.RuntimeInfoCallback, "timer": cb.IterTimerCallback,
-    "sampler_seed": cb.DistSamplerSeedCallback, "param_scheduler": cb.ParamSchedulerCallback,
-    "logger": cb.LoggerCallback, "checkpoint": cb.CheckpointCallback,
-    "progress": cb.ProgressBarCallback,
-}
 # MMEngine hook arguments with no effect here: dropped, with a note.
 IGNORED_HOOK_ARGS: dict[type, tuple[str, ...]] = {
     cb.LoggerCallback: ("ignore_last", "interval_exp_name", "out_dir", "out_suffix",
@@ -58,14 +53,12 @@ def callback_kwargs(config: Mapping[str, Any], modules: Sequence[types.ModuleTyp
 
 def _default_hooks(default_hooks: Any, modules: Sequence[types.ModuleType],
                    notes: list[str]) -> tuple[dict[str, Any], list[Any]]:
-    from trainer.trainer import DEFAULT_CALLBACK_NAMES
-
     overrides: dict[str, Any] = {}
     extra: list[Any] = []
     hooks = expect_mapping(default_hooks or {}, "default_hooks",
                            "dict(checkpoint=dict(type='CheckpointHook', interval=1))")
     for name, entry in hooks.items():
-        known = name in DEFAULT_CALLBACK_NAMES and name in DEFAULT_HOOKS
+        known = name in DEFAULT_CALLBACKS
         if name == "visualization":
             if entry is not None:
                 notes.append("default_hooks.visualization is ignored: there is no visualizer "
@@ -84,11 +77,11 @@ def _default_hooks(default_hooks: Any, modules: Sequence[types.ModuleType],
         hook_type = entry.pop("type", None)
         if hook_type is None and not known:
             raise ValueError(f"default_hooks.{name} needs a type (there is no default callback "
-                             f"named {name!r}; they are {list(DEFAULT_HOOKS)})")
-        cls = DEFAULT_HOOKS[name] if hook_type is None else resolve_type(
+                             f"named {name!r}; they are {list(DEFAULT_CALLBACKS)})")
+        cls = DEFAULT_CALLBACKS[name] if hook_type is None else resolve_type(
             hook_type, cb.CALLBACKS, f"default_hooks.{name}", modules)
         entry = _hook_kwargs(cls, entry, f"default_hooks.{name}", notes)
-        if known and cls is DEFAULT_HOOKS[name]:
+        if known and cls is DEFAULT_CALLBACKS[name]:
             overrides[name] = entry
         elif known:
             overrides[name] = cls(**entry)

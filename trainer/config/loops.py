@@ -7,6 +7,7 @@ import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from trainer.arguments import is_int
 from trainer.config.types import check_kwargs, expect_mapping, resolve_type
 from trainer.loops import BaseTrainLoop, EpochBasedTrainLoop, IterBasedTrainLoop, TestLoop, ValLoop
 
@@ -96,7 +97,7 @@ def _dynamic_intervals(value: Any) -> list[tuple[int, int]] | None:
     pairs = list(value) if isinstance(value, (list, tuple)) else None
     ok = pairs is not None and all(
         isinstance(p, (list, tuple)) and len(p) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in p)
+        and all(is_int(v) and v > 0 for v in p)
         for p in pairs)
     milestones = [p[0] for p in pairs] if ok else []
     if not ok or milestones != sorted(set(milestones)):

@@ -25,6 +25,7 @@ from trainer.config.data import build_dataloader
 from trainer.config.hooks import callback_kwargs
 from trainer.config.load import load_config
 from trainer.config.loops import eval_loop, train_loop_kwargs
+from trainer.config.migrate.mmcv import mmcv_fields
 from trainer.config.types import build_object, expect_mapping, import_custom_modules
 from trainer.model import BaseDataPreprocessor
 
@@ -43,9 +44,6 @@ KNOWN_FIELDS = (
     "precision", "accelerator", "devices", "strategy", "log_interval",
 )
 _PASSED_AS_IS = ("precision", "accelerator", "devices", "strategy", "log_interval")
-_MMCV_FIELDS = ("runner", "lr_config", "optimizer_config", "checkpoint_config", "log_config",
-                "evaluation", "workflow", "total_epochs", "total_iters", "resume_from",
-                "dist_params", "momentum_config")
 
 
 @dataclass
@@ -99,12 +97,7 @@ def parse_runner_config(cfg: Mapping[str, Any] | str | os.PathLike,
 
 
 def _check_fields(config: Mapping[str, Any]) -> None:
-    mmcv = [k for k in _MMCV_FIELDS if k in config]
-    data = config.get("data")
-    if isinstance(data, Mapping) and ("samples_per_gpu" in data or "train" in data):
-        mmcv.append("data")
-    if "optimizer" in config and "optim_wrapper" not in config:
-        mmcv.append("optimizer")
+    mmcv = mmcv_fields(config)
     if mmcv:
         raise ValueError(
             f"this is an MMCV runner config (it has {mmcv}), which the Trainer does not read; "

@@ -20,6 +20,7 @@ import torchmetrics
 from lightning_utilities.core.apply_func import is_dataclass_instance
 from torchmetrics import Metric, MetricCollection
 
+from trainer.arguments import check_non_negative_int
 from trainer.config.types import build_object
 from trainer.dist import (
     all_gather_object,
@@ -126,8 +127,7 @@ class Evaluator:
                 are the sampler's padding and are dropped. torchmetrics and the plain average
                 cannot tell padded samples apart and count them, as Lightning does.
         """
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-            raise ValueError(f"size must be a non-negative int or None, got {size!r}")
+        check_non_negative_int("size", size, allow_none=True)
         try:
             if not self._entries:
                 return self._average()

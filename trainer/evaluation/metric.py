@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from lightning_utilities.core.apply_func import apply_to_collection
 
+from trainer.arguments import check_non_negative_int
 from trainer.dist import all_gather_object, broadcast_object, is_distributed, is_main_process
 
 __all__ = ["BaseMetric", "collect_and_compute", "collect_results"]
@@ -88,8 +89,7 @@ def collect_results(results: Sequence[Any], size: int | None, to_cpu: bool = Tru
 def collect_and_compute(metric: Any, size: int | None, to_cpu: bool,
                          prefix: str | None) -> dict[str, Any]:
     name = type(metric).__name__
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-        raise ValueError(f"{name}.evaluate size must be a non-negative int or None, got {size!r}")
+    check_non_negative_int(f"{name}.evaluate size", size, allow_none=True)
     try:
         results = collect_results(metric.results, size, to_cpu=to_cpu)
     finally:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator, Mapping
-from numbers import Real
 from typing import Any
 
 import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from trainer.arguments import is_number
 from trainer.optim.wrapper import OptimWrapper
 
 _DTYPES = {
@@ -70,7 +70,7 @@ class AmpOptimWrapper(OptimWrapper):
                 raise ValueError(f"loss_scale must be 'dynamic', a positive float or a dict of "
                                  f"GradScaler arguments, got {loss_scale!r}")
             scaler_kwargs = {}
-        elif isinstance(loss_scale, Real) and not isinstance(loss_scale, bool):
+        elif is_number(loss_scale):
             if not loss_scale > 0:
                 raise ValueError(f"loss_scale must be positive, got {loss_scale!r}")
             self._static_scale = float(loss_scale)

@@ -7,8 +7,6 @@ configs keyed by submodule name (one optimizer per submodule, MMEngine's multi-o
 
 from __future__ import annotations
 
-import difflib
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +14,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from trainer.config.types import build_object, resolve_type
+from trainer.config.types import build_object, check_kwargs, resolve_type
 from trainer.optim.amp import AmpOptimWrapper
 from trainer.optim.paramwise import build_param_groups
 from trainer.optim.wrapper import OptimWrapper
@@ -123,7 +121,6 @@ def _build_single(cfg: Any, params: Any, what: str) -> OptimWrapper:
                         f"{sorted(OPTIM_WRAPPERS)}.{hint}")
     optimizer = _build_optimizer(cfg.pop("optimizer"), params, f"{what} optimizer",
                                  paramwise_cfg)
-    _check_kwargs(wrapper_cls, cfg, what, skip={"type", "optimizer"})
     return build_object({**cfg, "type": wrapper_cls}, OPTIM_WRAPPERS, what, optimizer=optimizer)
 
 
@@ -141,28 +138,11 @@ def _build_optimizer(cfg: Any, params: Any, what: str, paramwise_cfg: Any = None
     cls = resolve_type(cfg["type"], OPTIMIZERS, what)
     if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
         raise TypeError(f"{what} type {cfg['type']!r} is not a torch.optim.Optimizer subclass")
-    _check_kwargs(cls, cfg, what, skip={"type", "params"})
+    check_kwargs(cls, {k: v for k, v in cfg.items() if k != "type"}, what)  # before params()
     module = params()
     groups = (list(module.parameters()) if paramwise_cfg is None else build_param_groups(
         module, cfg.get("lr"), cfg.get("weight_decay"), paramwise_cfg))
     return build_object({**cfg, "type": cls}, OPTIMIZERS, what, params=groups)
-
-
-def _check_kwargs(cls: type, cfg: Mapping[str, Any], what: str, skip: set[str]) -> None:
-    """Refuse keys ``cls`` does not take, before Python's terse TypeError from deep inside."""
-    try:
-        signature = inspect.signature(cls)
-    except (TypeError, ValueError):  # no introspectable signature: let the call decide
-        return
-    parameters = signature.parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return
-    accepted = {p.name for p in parameters} - skip
-    for key in set(cfg) - skip - accepted:
-        close = difflib.get_close_matches(key, accepted, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise TypeError(f"{what} {cls.__name__} does not take {key!r}.{hint} Accepted: "
-                        f"{sorted(accepted)}")
 
 
 def _unwrap(model: Any) -> Any:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from numbers import Real
 from typing import Any
+
+from trainer.arguments import is_number
 
 _KEYS = {
     "norm": ({"max_norm"}, {"max_norm", "norm_type", "error_if_nonfinite", "foreach"}),
@@ -55,7 +56,7 @@ def parse_clip_grad(clip_grad: Mapping[str, Any] | None) -> tuple[str, dict[str,
 
 
 def _positive(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
+    if not is_number(value) or not value > 0:
         raise ValueError(f"clip_grad {key} must be a positive number, got {value!r}")
     return float(value)
 
@@ -63,7 +64,7 @@ def _positive(key: str, value: Any) -> float:
 def _norm_type(value: Any) -> float:
     if isinstance(value, str) and value.lower() == "inf":
         return math.inf
-    if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
+    if not is_number(value) or not value > 0:
         raise ValueError(
             f"clip_grad norm_type must be a positive number or 'inf', got {value!r}"
         )

@@ -25,6 +25,8 @@ from typing import Any
 
 from torch import nn
 
+from trainer.arguments import is_number
+
 __all__ = ["PARAMWISE_KEYS", "build_param_groups"]
 
 PARAMWISE_KEYS = (
@@ -80,7 +82,7 @@ def _checked(cfg: Any, base_lr: Any, base_wd: Any) -> dict[str, Any]:
                         f"{{'backbone': dict(lr_mult=0.1, decay_mult=1.0)}}, got {custom!r}")
     for name, value in cfg.items():
         if name in (*_DECAY_KEYS, "bias_lr_mult") and value is not None and (
-                isinstance(value, bool) or not isinstance(value, (int, float))):
+                not is_number(value)):
             raise TypeError(f"paramwise_cfg {name} must be a number, got {value!r}")
     needs_wd = [k for k in _DECAY_KEYS if cfg.get(k) is not None] + [
         f"custom_keys[{k!r}].decay_mult" for k, v in custom.items() if "decay_mult" in v]

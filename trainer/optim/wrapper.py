@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from trainer.arguments import check_non_negative_int, check_positive_int, is_int
 from trainer.optim.clip import parse_clip_grad
 
 _NULL_CONTEXT = contextlib.nullcontext()
@@ -57,15 +58,7 @@ class OptimWrapper:
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}; "
                 "build one first, e.g. torch.optim.SGD(model.parameters(), lr=0.1)"
             )
-        if isinstance(accumulative_counts, bool) or not isinstance(accumulative_counts, int):
-            raise TypeError(
-                f"accumulative_counts must be an int >= 1, got {accumulative_counts!r}"
-            )
-        if accumulative_counts < 1:
-            raise ValueError(
-                f"accumulative_counts must be >= 1, got {accumulative_counts}; "
-                "use 1 to step after every batch"
-            )
+        check_positive_int("accumulative_counts", accumulative_counts)  # 1: step every batch
         self.optimizer = optimizer
         self._clip = parse_clip_grad(clip_grad)
         self.clip_grad = None if clip_grad is None else dict(clip_grad)
@@ -133,12 +126,11 @@ class OptimWrapper:
         ``(iter, max_iters)``. ``max_counts=None`` (or MMEngine's ``-1``) means unknown: every
         window then has ``accumulative_counts`` micro-batches.
         """
-        if isinstance(init_counts, bool) or not isinstance(init_counts, int) or init_counts < 0:
-            raise ValueError(f"init_counts must be an int >= 0, got {init_counts!r}")
+        check_non_negative_int("init_counts", init_counts)
         if max_counts == -1:
             max_counts = None
         if max_counts is not None:
-            if isinstance(max_counts, bool) or not isinstance(max_counts, int) or max_counts < 1:
+            if not is_int(max_counts) or max_counts < 1:
                 raise ValueError(
                     f"max_counts must be a positive int, None or -1 (unknown), got {max_counts!r}"
                 )

@@ -167,3 +167,21 @@ def test_load_from_without_resume_loads_weights_only(tmp_path):
     trainer.fit(fresh, toy_loader())
     assert trainer.iter == 1  # counters were not restored
     assert_same_weights(model, fresh)  # lr 0: the loaded weights are unchanged
+
+
+def test_a_checkpoint_records_the_progress_it_is_given(tmp_path):
+    from trainer.checkpoint.io import join
+
+    class SaveAt(Callback):
+        def after_train_iter(self, trainer, batch_idx, data_batch=None, outputs=None):
+            if trainer.iter == 2:  # the third iteration is done, trainer.iter is still 2
+                trainer.save_checkpoint(join(trainer.work_dir, "as_is.pth"))
+                trainer.save_checkpoint(join(trainer.work_dir, "done.pth"),
+                                        progress=trainer.state.progress(iter_done=True))
+
+    Trainer(max_iters=4, work_dir=str(tmp_path), callbacks=[SaveAt()],
+            default_callbacks={"progress": None, "logger": None}).fit(ToyNet(), toy_loader(n=40))
+    as_is = load_checkpoint(str(tmp_path / "as_is.pth"))["meta"]
+    done = load_checkpoint(str(tmp_path / "done.pth"))["meta"]
+    assert (as_is["iter"], as_is["batch_idx"]) == (2, 3)  # batch_idx counts consumed batches
+    assert (done["iter"], done["batch_idx"]) == (3, 3)

@@ -294,17 +294,17 @@ def test_bad_constructor_arguments():
     model = make_model()
     with pytest.raises(TypeError, match=r"must be a torch.optim.Optimizer, got Sequential"):
         OptimWrapper(model)
-    with pytest.raises(ValueError, match="accumulative_counts must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="accumulative_counts must be a positive int, got 0"):
         OptimWrapper(sgd(model), accumulative_counts=0)
-    with pytest.raises(TypeError, match=r"accumulative_counts must be an int >= 1, got 2.0"):
+    with pytest.raises(ValueError, match=r"accumulative_counts must be a positive int, got 2.0"):
         OptimWrapper(sgd(model), accumulative_counts=2.0)
-    with pytest.raises(TypeError, match="accumulative_counts must be an int >= 1, got True"):
+    with pytest.raises(ValueError, match="accumulative_counts must be a positive int, got True"):
         OptimWrapper(sgd(model), accumulative_counts=True)
 
 
 def test_bad_count_status():
     wrapper = OptimWrapper(sgd(make_model()), accumulative_counts=2)
-    with pytest.raises(ValueError, match="init_counts must be an int >= 0, got -1"):
+    with pytest.raises(ValueError, match="init_counts must be a non-negative int, got -1"):
         wrapper.initialize_count_status(None, -1, 10)
     with pytest.raises(ValueError, match="max_counts must be a positive int, None or -1"):
         wrapper.initialize_count_status(None, 0, 0)
@@ -736,9 +736,9 @@ def test_build_several_optimizers_over_submodules():
     (dict(type="SGD", optimizer=dict(type="SGD", lr=0.1)), TypeError,
      r"optim_wrapper type 'SGD' is not an OptimWrapper class.*put it under optimizer="),
     (dict(optimizer=dict(type="SGD", lr=0.1), accumulate=2), TypeError,
-     r"optim_wrapper OptimWrapper does not take 'accumulate'"),
+     r"optim_wrapper: OptimWrapper does not take 'accumulate'"),
     (dict(optimizer=dict(type="SGD", lr=0.1), accumulative_counts=0), ValueError,
-     r"accumulative_counts must be >= 1, got 0"),
+     r"accumulative_counts must be a positive int, got 0"),
     (dict(optimizer=dict(type="SGD", lr=0.1), clip_grad=dict(max_norm=None)), ValueError,
      r"clip_grad max_norm must be a positive number, got None"),
     (dict(optimizer=dict(type="SGD", lr=0.1), paramwise_cfg=dict(norm_decay_mult=0)),

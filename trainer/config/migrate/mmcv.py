@@ -17,13 +17,14 @@ from typing import Any
 from trainer.config.load import format_config, load_config
 from trainer.config.migrate.schedule import migrate_lr_config
 
-__all__ = ["MMCV_FIELDS", "migrate_config", "migrate_file"]
+__all__ = ["MMCV_FIELDS", "migrate_config", "migrate_file", "mmcv_fields"]
 
+# Top-level fields that only MMCV runner configs have. ``optimizer`` and ``data`` mark one only in
+# their MMCV form (see ``mmcv_fields``); ``seed`` and ``deterministic`` mark nothing on their own.
 MMCV_FIELDS = ("runner", "total_epochs", "total_iters", "workflow", "lr_config",
-               "momentum_config", "optimizer", "optimizer_config", "fp16", "checkpoint_config",
-               "log_config", "evaluation", "resume_from", "auto_resume", "dist_params", "data",
-               "cudnn_benchmark", "mp_start_method", "opencv_num_threads", "seed",
-               "deterministic", "gpu_ids")
+               "momentum_config", "optimizer_config", "fp16", "checkpoint_config", "log_config",
+               "evaluation", "resume_from", "auto_resume", "dist_params", "cudnn_benchmark",
+               "mp_start_method", "opencv_num_threads", "gpu_ids")
 _ORDER = ("train_dataloader", "val_dataloader", "test_dataloader", "train_cfg", "val_cfg",
           "test_cfg", "optim_wrapper", "param_scheduler", "default_hooks", "log_processor",
           "visualizer", "env_cfg", "randomness", "load_from", "resume")
@@ -59,12 +60,28 @@ def migrate_config(old: Mapping[str, Any] | str | os.PathLike, epoch_length: int
         ({'by_epoch': True, 'max_epochs': 12}, {'max_norm': 35, 'norm_type': 2})
     """
     cfg = load_config(old)
-    present = [k for k in MMCV_FIELDS if k in cfg and k not in ("seed", "deterministic")]
-    if not present or ("optim_wrapper" in cfg or "param_scheduler" in cfg):
+    if not mmcv_fields(cfg) or ("optim_wrapper" in cfg or "param_scheduler" in cfg):
         raise ValueError("this does not look like an MMCV runner config (it has none of runner, "
                          "lr_config, optimizer_config, checkpoint_config, log_config, "
                          "evaluation, data, or it already has optim_wrapper/param_scheduler)")
     return _Migration(cfg, epoch_length).run()
+
+
+def mmcv_fields(cfg: Mapping[str, Any]) -> list[str]:
+    """The fields of ``cfg`` that only an MMCV runner config has (none for an MMEngine one).
+
+    Example:
+        >>> mmcv_fields(dict(runner=dict(type="EpochBasedRunner", max_epochs=12),
+        ...                  optimizer=dict(type="SGD", lr=0.1), seed=0))
+        ['runner', 'optimizer']
+    """
+    found = [k for k in MMCV_FIELDS if k in cfg]
+    data = cfg.get("data")
+    if isinstance(data, Mapping) and ("samples_per_gpu" in data or "train" in data):
+        found.append("data")
+    if "optimizer" in cfg and "optim_wrapper" not in cfg:
+        found.append("optimizer")
+    return found
 
 
 class _Migration:
