@@ -14,15 +14,15 @@ import fsspec
 import torch
 from trainer.callbacks.base import Callback
 
+from trainer.arguments import check_non_negative_int, check_positive_int
 from trainer.logger import print_log
 
 ACTIVITIES = ("cpu", "cuda")
 
 
 def _count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"ProfilerCallback {name} must be an int >= {minimum}, got {value!r}")
-    return value
+    check = check_positive_int if minimum else check_non_negative_int
+    return check(f"ProfilerCallback {name}", value)
 
 
 class ProfilerCallback(Callback):

@@ -9,6 +9,7 @@ import torch
 from trainer.callbacks.base import Callback
 
 from trainer import throughput
+from trainer.arguments import check_positive_int, is_number
 
 RATES = ("iters_per_s", "samples_per_s", "tokens_per_s", "flops", "mfu")
 
@@ -44,12 +45,8 @@ class IterTimerCallback(Callback):
     def __init__(self, interval: int | None = None, peak_flops: float | None = None,
                  count_flops: bool = True, priority: int | str | None = None) -> None:
         super().__init__(priority)
-        if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int)
-                                     or interval <= 0):
-            raise ValueError(f"IterTimerCallback interval must be a positive int, got {interval!r}")
-        if peak_flops is not None and (isinstance(peak_flops, bool)
-                                       or not isinstance(peak_flops, (int, float))
-                                       or not peak_flops > 0):
+        check_positive_int("IterTimerCallback interval", interval, allow_none=True)
+        if peak_flops is not None and not (is_number(peak_flops) and peak_flops > 0):
             raise ValueError(f"peak_flops must be a positive number of FLOP/s (e.g. 312e12), got "
                              f"{peak_flops!r}")
         self.interval = interval

@@ -21,6 +21,7 @@ examples:
   python -m trainer test configs/net.py work_dirs/net/epoch_12.pth
   python -m trainer migrate old_mmcv_config.py > configs/net.py
   python -m trainer print-config configs/net.py --cfg-options train_cfg.max_epochs=1
+  python -m trainer plot work_dirs/net -o curves.png
 
 A config is a Python file of top-level assignments (MMEngine's fields: model,
 train_dataloader, train_cfg, optim_wrapper, param_scheduler, default_hooks, ...), or
@@ -91,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "references, as the Trainer will read it.")
     show.add_argument("config", metavar="CONFIG", help="the config file")
     show.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help=_CFG_OPTIONS_HELP)
+
+    plot = commands.add_parser(
+        "plot", help="draw a run's curves into a PNG",
+        description="Draw WORK_DIR's training loss, learning rate and validation metrics "
+                    "against the iteration (joining resumed parts) from its scalars.jsonl "
+                    "files into a PNG. Needs matplotlib.")
+    plot.add_argument("work_dir", metavar="WORK_DIR", help="the run's work_dir")
+    plot.add_argument("-o", "--output", metavar="FILE",
+                      help="the PNG to write (default: WORK_DIR/curves.png)")
     return parser
 
 
@@ -217,5 +227,17 @@ def _print_config(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"train": _train, "test": _test, "migrate": _migrate, "print-config": _print_config}
+def _plot(args: argparse.Namespace) -> int:
+    from trainer.plot import plot_run
+
+    try:
+        path = plot_run(args.work_dir, args.output)
+    except (FileNotFoundError, ValueError, ImportError) as err:
+        raise _ConfigError(str(err)) from err
+    print(path)
+    return 0
+
+
+_COMMANDS = {"train": _train, "test": _test, "migrate": _migrate, "print-config": _print_config,
+             "plot": _plot}
 

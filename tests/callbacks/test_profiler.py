@@ -69,12 +69,12 @@ def test_cuda_only_activities_on_cpu_profile_nothing(work_dir):
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"active": 0}, "active must be an int >= 1"),
-    ({"wait": -1}, "wait must be an int >= 0"),
-    ({"repeat": 1.5}, "repeat must be an int >= 0"),
+    ({"active": 0}, "active must be a positive int"),
+    ({"wait": -1}, "wait must be a non-negative int"),
+    ({"repeat": 1.5}, "repeat must be a non-negative int"),
     ({"activities": "cpu"}, "activities must be a non-empty list drawn from"),
     ({"activities": ["cpu", "tpu"]}, "activities must be a non-empty list drawn from"),
-    ({"memory_snapshot_iter": -2}, "memory_snapshot_iter must be an int >= 0"),
+    ({"memory_snapshot_iter": -2}, "memory_snapshot_iter must be a non-negative int"),
 ])
 def test_bad_arguments_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):

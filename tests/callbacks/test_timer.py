@@ -102,7 +102,7 @@ def test_batch_size_is_read_from_the_first_tensor():
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"interval": 0}, "interval must be a positive int"),
+    ({"interval": 0}, "interval must be a positive int or None"),
     ({"peak_flops": -1.0}, "peak_flops must be a positive number"),
     ({"peak_flops": "312T"}, "peak_flops must be a positive number"),
 ])
