@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from trainer.arguments import is_int
@@ -41,12 +43,35 @@ def get_priority(priority: int | str) -> int:
     return priority
 
 
+def accept_runner_keyword(hook: Callable) -> Callable:
+    """Let ``hook`` take the trainer as ``runner=`` (MMEngine's name) or ``trainer=`` too.
+
+    MMEngine hooks call their parents as ``super().after_train_epoch(runner=runner)``; every
+    hook method of a ``Callback`` subclass is wrapped with this when the class is defined.
+    """
+    if getattr(hook, "_accepts_runner", False):
+        return hook
+
+    @functools.wraps(hook)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not args:
+            if "runner" in kwargs:
+                args = (kwargs.pop("runner"),)
+            elif "trainer" in kwargs:
+                args = (kwargs.pop("trainer"),)
+        return hook(self, *args, **kwargs)
+
+    call._accepts_runner = True  # type: ignore[attr-defined]
+    return call
+
+
 class Callback:
     """Base class of everything that hooks into a run; override the hook points you need.
 
     Every hook takes the trainer first and the rest as keywords (``batch_idx``, ``data_batch``,
     ``outputs``, ``metrics``, ``checkpoint``), with MMEngine's names and meanings, so an MMEngine
-    ``Hook`` ports by renaming ``runner`` to ``trainer``.
+    ``Hook`` ports by changing its imports: the trainer offers what MMEngine's ``Runner`` offers
+    a hook, and the first argument may be passed as ``runner=`` or ``trainer=``.
 
     Args:
         priority: an int in [0, 100] or a name from ``PRIORITIES``; lower runs first.
@@ -59,6 +84,13 @@ class Callback:
     """
 
     priority: int | str = "NORMAL"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in HOOK_NAMES:
+            method = cls.__dict__.get(name)
+            if callable(method):
+                setattr(cls, name, accept_runner_keyword(method))
 
     def __init__(self, priority: int | str | None = None) -> None:
         if priority is not None:
@@ -142,3 +174,8 @@ class Callback:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(priority={self.priority!r})"
+
+
+for _name in HOOK_NAMES:
+    setattr(Callback, _name, accept_runner_keyword(getattr(Callback, _name)))
+del _name

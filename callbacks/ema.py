@@ -10,15 +10,9 @@ from torch import nn
 from trainer.callbacks.base import Callback
 
 from trainer.arguments import check_non_negative_int, check_positive_int, is_number
+from trainer.compat.wrappers import unwrap_model
 
 AVERAGES = ("ExponentialMovingAverage", "MomentumAnnealingEMA", "StochasticWeightAverage")
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a ``DistributedDataParallel``/``DataParallel`` wrapper."""
-    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        return model.module
-    return model
 
 
 class EMACallback(Callback):
@@ -38,7 +32,13 @@ class EMACallback(Callback):
     (``before_val_epoch`` … ``after_val_epoch``), so metrics, ``save_best`` and early stopping
     judge the average; training always continues from the raw weights. Checkpoints keep the raw
     weights in ``state_dict`` and add the average as ``ema_state_dict`` (same keys); a resume
-    restores both and the update count.
+    restores both and the update count. MMEngine's ``EMAHook`` stores them the other way round:
+    ``trainer.compat.ema.convert_ema_checkpoint`` (``python -m trainer convert-ema``) converts.
+
+    Subclasses written for MMEngine's ``EMAHook`` find its names: ``ema_model`` (the averaged
+    copy of the model itself, where MMEngine has ``ema_model.module``), ``src_model``,
+    ``_swap_ema_parameters()``, ``_swap_ema_state_dict(checkpoint)`` and
+    ``_ema_started(runner)``.
 
     Args:
         momentum: in (0, 1); MMEngine's default ``0.0002`` averages over about 5,000 updates.
@@ -113,7 +113,7 @@ class EMACallback(Callback):
 
     # Hooks.
     def before_run(self, trainer: Any) -> None:
-        model = unwrap(trainer.model)
+        model = unwrap_model(trainer.model)
         if self.ema_model is None or self._source is not model:
             self._source = model
             self.ema_model = copy.deepcopy(model).requires_grad_(False).eval()
@@ -123,6 +123,11 @@ class EMACallback(Callback):
         if self._pending is not None:
             self._load_average(self._pending)
             self._pending = None
+        average, source = self._pairs(self.update_buffers)
+        floats = [i for i, t in enumerate(average) if t.is_floating_point()]
+        self._avg = [average[i] for i in floats]
+        self._src = [source[i] for i in floats]
+        self._other = [(a, s) for i, (a, s) in enumerate(zip(average, source)) if i not in floats]
 
     def before_train(self, trainer: Any) -> None:
         if self.begin_epoch and trainer.max_epochs is not None \
@@ -132,18 +137,21 @@ class EMACallback(Callback):
         if self.begin_iter > trainer.max_iters:
             raise ValueError(f"EMACallback begin_iter={self.begin_iter} is after the last "
                              f"iteration (max_iters={trainer.max_iters})")
-        average, source = self._pairs(self.update_buffers)
-        floats = [i for i, t in enumerate(average) if t.is_floating_point()]
-        self._avg = [average[i] for i in floats]
-        self._src = [source[i] for i in floats]
-        self._other = [(a, s) for i, (a, s) in enumerate(zip(average, source)) if i not in floats]
 
     def after_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
-        started = (trainer.epoch + 1 >= self.begin_epoch if self.begin_epoch
-                   else trainer.iter + 1 >= self.begin_iter)
-        if started:
+        if self._ema_started(trainer):
             self.update()
+
+    def _ema_started(self, runner: Any) -> bool:
+        """Whether averaging has begun at the current iteration or epoch (MMEngine's name)."""
+        return (runner.epoch + 1 >= self.begin_epoch if self.begin_epoch
+                else runner.iter + 1 >= self.begin_iter)
+
+    @property
+    def src_model(self) -> nn.Module | None:
+        """The model being averaged (MMEngine's name)."""
+        return self._source
 
     def after_train(self, trainer: Any) -> None:
         if self.following:
@@ -151,11 +159,11 @@ class EMACallback(Callback):
 
     def _swap_in(self, trainer: Any) -> None:
         if self.ema_model is not None and not self._swapped:
-            self._swap()
+            self._swap_ema_parameters()
 
     def _swap_out(self, trainer: Any, metrics: dict | None = None) -> None:
         if self._swapped:
-            self._swap()
+            self._swap_ema_parameters()
 
     before_val_epoch = before_test_epoch = _swap_in  # type: ignore[assignment]
     after_val_epoch = after_test_epoch = _swap_out  # type: ignore[assignment]
@@ -225,7 +233,8 @@ class EMACallback(Callback):
             avg.copy_(src)
 
     @torch.no_grad()
-    def _swap(self) -> None:
+    def _swap_ema_parameters(self) -> None:
+        """Exchange the model's weights and the average (MMEngine's name); twice undoes it."""
         if self.following:
             self._copy_weights()
         for avg, src in zip(*self._pairs(self.update_buffers)):
@@ -233,6 +242,14 @@ class EMACallback(Callback):
             avg.copy_(src)
             src.copy_(held)
         self._swapped = not self._swapped
+
+    @staticmethod
+    def _swap_ema_state_dict(checkpoint: dict) -> None:
+        """Exchange ``state_dict`` and ``ema_state_dict`` of a checkpoint in place: this
+        library's layout to MMEngine's and back (see ``trainer.compat.ema``)."""
+        from trainer.compat.ema import swap_ema_state_dict
+
+        swap_ema_state_dict(checkpoint)
 
     @torch.no_grad()
     def _load_average(self, state: dict[str, torch.Tensor]) -> None:

@@ -15,7 +15,6 @@ import torch
 from trainer.callbacks.base import Callback
 
 from trainer.arguments import check_non_negative_int, check_positive_int
-from trainer.logger import print_log
 
 ACTIVITIES = ("cpu", "cuda")
 
@@ -96,11 +95,13 @@ class ProfilerCallback(Callback):
         self._steps_left = 0
         self._recording_memory = False
         self._out_dir = ""
+        self._logger: Any = None  # the run's logging.Logger, for the summary table
 
     def before_train(self, trainer: Any) -> None:
         if trainer.rank != 0:
             return
         self._out_dir = self.out_dir or posixpath.join(trainer.log_dir, "profiler")
+        self._logger = trainer.logger
         if self.memory_snapshot_iter is not None:
             self._start_memory_history(trainer)
         scale = trainer.train_loop.epoch_length if self.by_epoch else 1
@@ -141,7 +142,7 @@ class ProfilerCallback(Callback):
         profiler, self._profiler = self._profiler, None
         profiler.stop()
         if self.summary_rows:
-            print_log(profiler.key_averages().table(sort_by=self.sort_by,
+            self._logger.info(profiler.key_averages().table(sort_by=self.sort_by,
                                                           row_limit=self.summary_rows))
 
     def _write_trace(self, profiler: torch.profiler.profile) -> None:

@@ -1,18 +1,17 @@
-"""Gives a distributed sampler its epoch so every epoch is shuffled differently."""
+"""MMEngine's ``DistSamplerSeedHook``, kept by name so that configs naming it still load."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from trainer.callbacks.base import Callback
-
-from trainer.loops import set_sampler_epoch
 
 
 class DistSamplerSeedCallback(Callback):
-    """Call ``sampler.set_epoch(trainer.epoch)`` before each training epoch (MMEngine's hook)."""
+    """A no-op: the training loop itself calls ``set_epoch`` on the sampler it iterates.
+
+    MMEngine's hook set the epoch on ``runner.train_dataloader``; here the strategy may rebuild
+    the user's loader (a ``DistributedSampler``, a resumable wrapper), and only the loop holds
+    the loader actually iterated, so the loop owns the call. Switching this callback off
+    (``default_callbacks={"sampler_seed": None}``) changes nothing.
+    """
 
     priority = "NORMAL"
-
-    def before_train_epoch(self, trainer: Any) -> None:
-        set_sampler_epoch(trainer.train_dataloader, trainer.epoch)

@@ -1,4 +1,4 @@
-"""The command line: ``python -m trainer {train,test,migrate,print-config}``, or ``trainer``."""
+"""The command line: ``python -m trainer {train,test,migrate,print-config,convert-ema,plot}``."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ examples:
   python -m trainer test configs/net.py work_dirs/net/epoch_12.pth
   python -m trainer migrate old_mmcv_config.py > configs/net.py
   python -m trainer print-config configs/net.py --cfg-options train_cfg.max_epochs=1
+  python -m trainer convert-ema work_dirs/net/epoch_12.pth net_for_mmengine.pth --to mmengine
   python -m trainer plot work_dirs/net -o curves.png
 
 A config is a Python file of top-level assignments (MMEngine's fields: model,
@@ -92,6 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "references, as the Trainer will read it.")
     show.add_argument("config", metavar="CONFIG", help="the config file")
     show.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help=_CFG_OPTIONS_HELP)
+
+    ema = commands.add_parser(
+        "convert-ema", help="convert an EMA checkpoint to MMEngine's layout or back",
+        description="Write SRC to DST with its EMA weights in the layout of --to: 'mmengine' "
+                    "(state_dict is the average, as MMEngine's EMAHook saves) or 'trainer' "
+                    "(state_dict the raw weights, ema_state_dict the average).")
+    ema.add_argument("src", metavar="SRC", help="the checkpoint to read")
+    ema.add_argument("dst", metavar="DST", help="where to write the converted checkpoint")
+    ema.add_argument("--to", choices=("mmengine", "trainer"), default="mmengine",
+                     help="the layout to write (default: mmengine)")
 
     plot = commands.add_parser(
         "plot", help="draw a run's curves into a PNG",
@@ -227,6 +238,17 @@ def _print_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_ema(args: argparse.Namespace) -> int:
+    from trainer.compat.ema import convert_ema_file
+
+    try:
+        layout = convert_ema_file(args.src, args.dst, args.to)
+    except _BUILD_ERRORS as err:
+        raise _ConfigError(f"{args.src}: {err}") from err
+    print(f"{args.src} ({layout} layout) -> {args.dst} ({args.to} layout)", file=sys.stderr)
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from trainer.plot import plot_run
 
@@ -239,5 +261,5 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"train": _train, "test": _test, "migrate": _migrate, "print-config": _print_config,
-             "plot": _plot}
+             "convert-ema": _convert_ema, "plot": _plot}
 

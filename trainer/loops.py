@@ -53,10 +53,15 @@ class BaseTrainLoop:
                  val_begin: int = 1, val_interval: int = 1) -> None:
         self.trainer = trainer
         self.epoch_length = loader_length(dataloader, "train_dataloader")
-        self.dataloader, self.sampler = make_resumable(dataloader)
+        self.dataloader, self.sampler = make_resumable(dataloader, trainer.rank)
         self.val_loop = val_loop
         self.val_begin = val_begin
         self.val_interval = val_interval
+
+    # What MMEngine's loops offer a hook (runner.train_loop.iter, ...), read from the state.
+    runner = property(lambda self: self.trainer)
+    epoch = property(lambda self: self.trainer.state.epoch)
+    iter = property(lambda self: self.trainer.state.iter)
 
     def should_validate(self, done: int, total: int | None) -> bool:
         """MMEngine's rule: every ``val_interval`` from ``val_begin``, and at the end."""
@@ -84,9 +89,12 @@ class BaseTrainLoop:
     def new_iterator(self) -> Iterator:
         """An iterator over the loader that starts at the current data position.
 
-        Mid-epoch (after a resume) the epoch's random draws were made before the checkpoint,
-        so creating the iterator must not draw again: it runs with the RNG state preserved.
+        The sampler learns the epoch first (a ``DistributedSampler`` shuffles by it), on the
+        loader iterated here, not the user's, which the strategy may have rebuilt. Mid-epoch
+        (after a resume) the epoch's random draws were made before the checkpoint, so creating
+        the iterator must not draw again: it runs with the RNG state preserved.
         """
+        set_sampler_epoch(self.dataloader, self.trainer.epoch)
         done = self.trainer.state.batch_idx
         if not done:
             return iter(self.dataloader)
@@ -98,8 +106,11 @@ class BaseTrainLoop:
         return iterator
 
     def data_state(self) -> dict[str, Any]:
-        """The order of the current epoch, so a resume can replay its remaining batches."""
-        return self.sampler.state_dict() if self.sampler is not None else {}
+        """How to draw the current epoch's order again and how much of it is done (a few
+        numbers, whatever the data set's size), so a resume continues its remaining batches."""
+        if self.sampler is None:
+            return {}
+        return self.sampler.position(self.trainer.state.batch_idx)
 
     def load_data_state(self, state: dict[str, Any]) -> None:
         if self.sampler is not None and state:
@@ -108,6 +119,8 @@ class BaseTrainLoop:
 
 class EpochBasedTrainLoop(BaseTrainLoop):
     """Train for ``max_epochs`` passes over the loader, validating every ``val_interval`` epochs."""
+
+    max_iters = property(lambda self: self.trainer.state.max_iters)
 
     def __init__(self, trainer: Trainer, dataloader: Iterable, max_epochs: int,
                  val_loop: ValLoop | None = None, val_begin: int = 1, val_interval: int = 1) -> None:
@@ -140,6 +153,8 @@ class EpochBasedTrainLoop(BaseTrainLoop):
 class IterBasedTrainLoop(BaseTrainLoop):
     """Train for ``max_iters`` batches, restarting the loader (and counting epochs) as it empties."""
 
+    max_epochs = property(lambda self: self.trainer.state.max_epochs)
+
     def __init__(self, trainer: Trainer, dataloader: Iterable, max_iters: int,
                  val_loop: ValLoop | None = None, val_begin: int = 1,
                  val_interval: int = 1000) -> None:
@@ -164,7 +179,6 @@ class IterBasedTrainLoop(BaseTrainLoop):
     def next_batch(self) -> Any:
         """The next batch, starting a new pass over the loader when the last one ran out."""
         if self._iterator is None:
-            set_sampler_epoch(self.dataloader, self.trainer.epoch)
             self._iterator = self.new_iterator()
         try:
             return next(self._iterator)

@@ -106,22 +106,48 @@ class HistoryBuffer:
 
 
 class MessageHub:
-    """Scalars by name (``"train/loss"``, ``"val/accuracy"``) with history, plus runtime info."""
+    """Scalars by name (``"train/loss"``, ``"val/accuracy"``) with history, plus runtime info.
+
+    MMEngine's ``MessageHub`` API for hooks: ``update_scalar``, ``update_scalars``,
+    ``get_scalar`` (a ``HistoryBuffer`` with ``current()``, ``mean(window)``, ...),
+    ``log_scalars``, ``update_info``, ``update_info_dict``, ``get_info`` and ``runtime_info``.
+    Infos updated with ``resumed=False`` are left out of checkpoints, as in MMEngine.
+    """
 
     def __init__(self) -> None:
         self.scalars: dict[str, HistoryBuffer] = {}
         self.runtime_info: dict[str, Any] = {}
         self._sinks: list[Sink] = []
+        self._not_resumed: set[str] = set()
 
-    def update_scalar(self, key: str, value: Any) -> None:
+    @property
+    def log_scalars(self) -> dict[str, HistoryBuffer]:
+        """MMEngine's name for ``scalars``: every logged scalar's ``HistoryBuffer`` by key."""
+        return self.scalars
+
+    def update_scalar(self, key: str, value: Any, count: int = 1, resumed: bool = True) -> None:
+        """Append ``value`` to the history of ``key``; a tensor stays one until it is read.
+
+        ``count`` is MMEngine's weight of a value that sums ``count`` samples; only 1 is
+        supported (log the per-sample mean instead). ``resumed`` is accepted for MMEngine's
+        signature: every scalar history is saved in checkpoints.
+        """
+        if count != 1:
+            raise ValueError(f"update_scalar({key!r}, ..., count={count!r}): only count=1 is "
+                             "supported; log the mean over the samples instead of their sum")
         buffer = self.scalars.get(key)
         if buffer is None:
             buffer = self.scalars[key] = HistoryBuffer()
         buffer.update(value)
 
-    def update_scalars(self, values: dict[str, Any], prefix: str = "") -> None:
+    def update_scalars(self, values: dict[str, Any], resumed: bool = True, *,
+                       prefix: str = "") -> None:
+        """``update_scalar`` for every item of ``values``, each key prefixed by ``prefix``."""
+        if not isinstance(values, dict):
+            raise TypeError(f"update_scalars expects a dict of scalars, got "
+                            f"{type(values).__name__}")
         for key, value in values.items():
-            self.update_scalar(prefix + key, value)
+            self.update_scalar(prefix + key, value, resumed=resumed)
 
     def get_scalar(self, key: str) -> HistoryBuffer:
         if key not in self.scalars:
@@ -132,8 +158,17 @@ class MessageHub:
         """The latest value of every scalar whose name starts with ``prefix``."""
         return {k: b.current() for k, b in self.scalars.items() if k.startswith(prefix) and len(b)}
 
-    def update_info(self, key: str, value: Any) -> None:
+    def update_info(self, key: str, value: Any, resumed: bool = True) -> None:
+        """Set runtime info ``key``; ``resumed=False`` keeps it out of checkpoints."""
         self.runtime_info[key] = value
+        if resumed:
+            self._not_resumed.discard(key)
+        else:
+            self._not_resumed.add(key)
+
+    def update_info_dict(self, info: dict[str, Any], resumed: bool = True) -> None:
+        for key, value in info.items():
+            self.update_info(key, value, resumed=resumed)
 
     def get_info(self, key: str, default: Any = None) -> Any:
         return self.runtime_info.get(key, default)
@@ -158,7 +193,8 @@ class MessageHub:
     def state_dict(self) -> dict[str, Any]:
         return {"scalars": {k: b.state_dict() for k, b in self.scalars.items()},
                 "runtime_info": {k: v for k, v in self.runtime_info.items()
-                                 if isinstance(v, (int, float, str, bool))}}
+                                 if isinstance(v, (int, float, str, bool))
+                                 and k not in self._not_resumed}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.scalars = {}

@@ -17,6 +17,7 @@ from trainer.callbacks.base import Callback
 from trainer.callbacks.callback_list import CallbackList
 from trainer.callbacks.defaults import build_callbacks
 from trainer.checkpoint.manager import CheckpointMixin, callback_keys
+from trainer.compat.runner import RunnerAttributes
 from trainer.dist import launch
 from trainer.dist.strategy import Strategy, parse_strategy
 from trainer.evaluation.evaluator import Evaluator
@@ -36,7 +37,7 @@ from trainer.schedulers import build_param_schedulers
 from trainer.state import TrainState, run_length
 
 
-class Trainer(CheckpointMixin):
+class Trainer(CheckpointMixin, RunnerAttributes):
     """Train, validate, test and predict with MMEngine's runner semantics and Lightning's facade.
 
     Args:
@@ -108,6 +109,7 @@ class Trainer(CheckpointMixin):
         val_loop: type[ValLoop] = ValLoop,
         test_loop: type[TestLoop] = TestLoop,
     ) -> None:
+        self._init_kwargs = {k: v for k, v in locals().items() if k != "self"}  # for cfg
         arguments.check_run_length(max_epochs, max_iters)
         by_epoch = max_epochs is not None
         self.by_epoch = by_epoch
@@ -167,6 +169,8 @@ class Trainer(CheckpointMixin):
         self.val_dataloader: Iterable | None = None
         self.test_dataloader: Iterable | None = None
         self.train_loop: BaseTrainLoop | None = None
+        self.val_loop: ValLoop | None = None  # the loops built last, as MMEngine's runner has
+        self.test_loop: TestLoop | None = None
         self.config: dict[str, Any] | None = None  # the resolved run config, from from_config
 
     # Public state read by callbacks.
@@ -194,12 +198,15 @@ class Trainer(CheckpointMixin):
         """What rank zero of spawned workers hands back to the calling process."""
         return {"state_dict": {k: v.cpu() for k, v in self.model.state_dict().items()},
                 "state": {k: getattr(self.state, k) for k in ("epoch", "iter", "batch_idx")},
+                "world_size": self.world_size,
                 "message_hub": self.message_hub.state_dict(),
                 "callbacks": {key: cb.state_dict() for key, cb in
                               zip(callback_keys(self.callbacks), self.callbacks)}}
 
     def _adopt_worker_result(self, result: dict[str, Any]) -> None:
+        """The caller takes rank zero's place: its weights, state, and how many ranks trained."""
         self.model.load_state_dict(result["state_dict"])
+        self.rank, self.world_size = 0, result["world_size"]
         for key, value in result["state"].items():
             setattr(self.state, key, value)
         self.message_hub.load_state_dict(result["message_hub"])
@@ -322,6 +329,7 @@ class Trainer(CheckpointMixin):
         if self.val_dataloader is not None:
             val_loop = self.val_loop_cls(self, self.strategy.eval_loader(self.val_dataloader),
                                          self.val_evaluator)
+        self.val_loop = val_loop
         return self.train_loop_cls(
             self, train_loader, self.state.max_epochs if self.by_epoch else self.state.max_iters,
             val_loop=val_loop, val_begin=self.val_begin, val_interval=self.val_interval)
@@ -374,7 +382,9 @@ class Trainer(CheckpointMixin):
             raise ValueError(f"{stage}: pass dataloader= (there is no {stage}_dataloader yet)")
         loop_cls = self.val_loop_cls if stage == "val" else self.test_loop_cls
         evaluator = self.val_evaluator if stage == "val" else self.test_evaluator
-        return loop_cls(self, self.strategy.eval_loader(loader), evaluator)
+        loop = loop_cls(self, self.strategy.eval_loader(loader), evaluator)
+        setattr(self, f"{stage}_loop", loop)
+        return loop
 
     def _run_standalone(self, run: Any, ckpt_path: str | None) -> Any:
         """``run`` between ``before_run`` and ``after_run``, after loading ``ckpt_path``'s weights."""

@@ -157,14 +157,20 @@ class _Mapper:
                           "train_cfg such as dict(by_epoch=True, max_epochs=12)")
 
     def eval_stage(self, stage: str, loader: Any, cfg: Any, evaluator: Any) -> None:
-        given = {f"{stage}_dataloader": loader, f"{stage}_cfg": cfg}
-        if (loader is None) != (cfg is None):
-            missing = next(k for k, v in given.items() if v is None)
-            present = next(k for k, v in given.items() if v is not None)
-            raise ValueError(f"{present} is set but {missing} is not; as in MMEngine set both "
-                             f"(e.g. {stage}_cfg = dict()) or neither")
-        if evaluator is not None and loader is None:
-            raise ValueError(f"{stage}_evaluator is set but {stage}_dataloader is not")
+        trio = f"{stage}_dataloader, {stage}_cfg and {stage}_evaluator"
+        if loader is not None and cfg is None:
+            present = (f"{stage}_dataloader and {stage}_evaluator are" if evaluator is not None
+                       else f"{stage}_dataloader is")
+            raise ValueError(f"{present} set but {stage}_cfg is not: add "
+                             f"{stage}_cfg = dict(), that is all that is missing (as in "
+                             f"MMEngine, {trio} go together)")
+        if loader is None and (cfg is not None or evaluator is not None):
+            present = " and ".join(k for k, v in ((f"{stage}_cfg", cfg),
+                                                  (f"{stage}_evaluator", evaluator))
+                                   if v is not None)
+            raise ValueError(f"{present} {'are' if ' and ' in present else 'is'} set but "
+                             f"{stage}_dataloader is not; as in MMEngine give {trio} together, "
+                             "or none of them")
         if evaluator is not None:
             self.kwargs[f"{stage}_evaluator"] = self.types_from_modules(evaluator)
         if cfg is None:

@@ -1,8 +1,10 @@
 """Training loaders that can restart mid-epoch exactly where a checkpoint left them.
 
-The loader's sampler is wrapped so that each epoch's order is recorded as it is drawn (with the
-same draws from the global RNG as the plain sampler) and, after a resume, replayed from the
-first batch not yet trained on. Skipped samples are never loaded.
+The loader is rebuilt around a :class:`ResumableSampler`, which draws each epoch's order as the
+loader's own sampler would (the same draws from the same RNG) and, after a resume, draws it again
+from its recipe and continues at the first batch not yet trained on. Skipped samples are never
+loaded. With worker processes each batch's random streams are seeded from its position
+(:mod:`trainer.data.workers`), so augmentations continue exactly too.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import (
+    BatchSampler,
     DataLoader,
     DistributedSampler,
     IterableDataset,
@@ -20,47 +23,93 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
+from trainer.data.order import order_of, replay
+from trainer.data.workers import SeededDataset, batch_seed
+
 
 class ResumableSampler(Sampler):
-    """Wrap a sampler (``unit`` = batch size) or a batch sampler (``unit`` = 1).
+    """The loader's batches, one step per batch, restartable at any batch of the epoch.
 
-    Iterating draws the wrapped sampler's whole order for the epoch at the first ``next`` (as
-    the wrapped sampler would), unless ``resume`` handed it an order to continue.
+    Wraps the loader's sampler with its ``batch_size`` and ``drop_last`` (or, with
+    ``batch_size=None``, a batch sampler or the sampler of a data set that yields whole batches:
+    each item it yields is one batch). Each epoch's order is drawn once, as the wrapped sampler
+    would draw it, and sliced into batches; :meth:`position` says how to draw it again and
+    :meth:`resume` makes the next epoch continue it after the batches already trained on.
+
+    Args:
+        sampler: the loader's sampler or batch sampler.
+        batch_size: samples per batch, or ``None`` when each item of ``sampler`` is a batch.
+        drop_last: drop the last, incomplete batch.
+        worker_seeds: yield ``(seed, batch)`` pairs for a :class:`SeededDataset`, with a seed
+            per batch derived from one draw of ``generator`` per epoch (loaders with workers).
+        generator: what the epoch's worker seed is drawn from (the global RNG when ``None``).
+        rank: mixed into the worker seeds, so ranks augment differently.
     """
 
-    def __init__(self, sampler: Iterable, unit: int) -> None:
+    def __init__(self, sampler: Iterable, batch_size: int | None = None, drop_last: bool = False,
+                 worker_seeds: bool = False, generator: torch.Generator | None = None,
+                 rank: int = 0) -> None:
         self.sampler = sampler
-        self.unit = unit
-        self.epoch_order: list[Any] = []
-        self._resume: tuple[list[Any], int] | None = None
+        self.order = order_of(sampler)
+        self.batch_size, self.drop_last = batch_size, drop_last
+        self.worker_seeds, self.generator, self.rank = worker_seeds, generator, rank
+        self._recipe: dict[str, Any] = {}
+        self._resume: tuple[dict[str, Any], int] | None = None
 
     def __iter__(self) -> Iterator[Any]:
+        # A generator, so the order is drawn at the first batch, as torch's samplers draw it.
         if self._resume is not None:
-            order, skip = self._resume
+            recipe, skip = self._resume
             self._resume = None
+            # An order recorded by an older checkpoint replays whatever the sampler.
+            order = replay(recipe["order"]) if "order" in recipe else self.order.redraw(recipe)
         else:
-            order, skip = list(self.sampler), 0
-        self.epoch_order = order
-        yield from order[skip * self.unit:]
+            order, recipe = self.order.draw()
+            skip = 0
+            if self.worker_seeds:
+                recipe["worker_seed"] = int(torch.empty((), dtype=torch.int64).random_(
+                    generator=self.generator))
+        self._recipe = recipe
+        batches = self._batches(order, skip)
+        if self.worker_seeds:
+            epoch_seed, rank = recipe["worker_seed"], self.rank
+            batches = ((batch_seed(epoch_seed, rank, b), batch)
+                       for b, batch in enumerate(batches, skip))
+        yield from batches
+
+    def _batches(self, order: list[Any], skip: int) -> Iterator[Any]:
+        size = self.batch_size
+        if size is None:
+            return iter(order[skip:])
+        stop = len(order) - len(order) % size if self.drop_last else len(order)
+        return (order[i:i + size] for i in range(skip * size, stop, size))
 
     def __len__(self) -> int:
-        return len(self.sampler)  # type: ignore[arg-type]
+        length = len(self.sampler)  # type: ignore[arg-type]
+        if self.batch_size is None:
+            return length
+        return length // self.batch_size if self.drop_last else -(-length // self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
-    def state_dict(self) -> dict[str, Any]:
-        """The current epoch's order, as a tensor when it is a flat list of ints."""
-        order = self.epoch_order
-        if all(isinstance(i, int) for i in order):
-            return {"order": torch.tensor(order, dtype=torch.int64)}
-        return {"order": [list(b) if isinstance(b, (list, tuple)) else b for b in order]}
+    def position(self, batches_done: int) -> dict[str, Any]:
+        """How to draw the current epoch again, and how much of it is done: a few numbers,
+        except for a sampler that can only be replayed (its order, as a tensor when flat)."""
+        state = dict(self._recipe)
+        if "order" in state:
+            order = state["order"]
+            state["order"] = (torch.tensor(order, dtype=torch.int64)
+                              if all(isinstance(i, int) for i in order)
+                              else [list(b) if isinstance(b, (list, tuple)) else b for b in order])
+        state["batches"] = batches_done
+        state["samples"] = batches_done * (self.batch_size or 1)
+        return state
 
     def resume(self, state: dict[str, Any], batches_done: int) -> None:
-        """Make the next epoch iteration continue ``state``'s order after ``batches_done``."""
-        order = state["order"]
-        self._resume = (order.tolist() if isinstance(order, torch.Tensor) else order, batches_done)
+        """Make the next epoch iteration continue ``state``'s epoch after ``batches_done``."""
+        self._resume = (state, batches_done)
 
 
 class ShardSampler(Sampler):
@@ -124,7 +173,7 @@ def shard_eval_loader(loader: Any, rank: int, world_size: int) -> Any:
     return _with_sampler(loader, ShardSampler(len(loader.dataset), rank, world_size))
 
 
-def make_resumable(loader: Any) -> tuple[Any, ResumableSampler | None]:
+def make_resumable(loader: Any, rank: int = 0) -> tuple[Any, ResumableSampler | None]:
     """``loader`` rebuilt around a ``ResumableSampler``; unchanged when that is not possible.
 
     Only a plain ``DataLoader`` over a map-style data set can be rebuilt; other iterables are
@@ -132,18 +181,19 @@ def make_resumable(loader: Any) -> tuple[Any, ResumableSampler | None]:
     """
     if not _rebuildable(loader):
         return loader, None
-    if isinstance(loader.batch_sampler, ResumableSampler):
-        return loader, loader.batch_sampler
-    if isinstance(loader.sampler, ResumableSampler):
-        return loader, loader.sampler
-    if loader.batch_size is not None:  # automatic batching over loader.sampler
-        wrapper = ResumableSampler(loader.sampler, loader.batch_size)
-        return _with_sampler(loader, wrapper), wrapper
+    for held in (loader.batch_sampler, loader.sampler):
+        if isinstance(held, ResumableSampler):
+            return loader, held
     kwargs = _loader_kwargs(loader)
-    if loader.batch_sampler is not None:  # the user's own batch sampler
-        wrapper = ResumableSampler(loader.batch_sampler, 1)
+    seeds = dict(worker_seeds=loader.num_workers > 0, generator=loader.generator, rank=rank)
+    batches = loader.batch_sampler
+    if type(batches) is BatchSampler:  # batch_size=N, or torch's own BatchSampler
+        wrapper = ResumableSampler(batches.sampler, batches.batch_size, batches.drop_last, **seeds)
+    else:  # the user's own batch sampler, or batch_size=None: every item is a batch
+        wrapper = ResumableSampler(batches if batches is not None else loader.sampler, **seeds)
+    if batches is not None:
         kwargs.update(batch_sampler=wrapper)
-    else:  # batch_size=None: the data set yields whole batches
-        wrapper = ResumableSampler(loader.sampler, 1)
+    else:
         kwargs.update(sampler=wrapper, batch_size=None)
-    return DataLoader(loader.dataset, **kwargs), wrapper
+    dataset = SeededDataset(loader.dataset) if wrapper.worker_seeds else loader.dataset
+    return DataLoader(dataset, **kwargs), wrapper

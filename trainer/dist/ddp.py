@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -73,15 +74,26 @@ class SeparateDistributedModel(ModuleEvalSteps, nn.Module):
             children.update(originals)
 
 
+# Newer torch (2.13 here) deprecates ``broadcast_buffers`` for ``forward_sync_buffers`` and warns
+# on every run that passes the old name; older torch knows only the old one.
+BUFFER_SYNC_ARG = ("forward_sync_buffers"
+                   if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                   else "broadcast_buffers")
+
+
 def wrap_model(model: nn.Module, device: torch.device, *, find_unused_parameters: bool = False,
                broadcast_buffers: bool = True, sync_batchnorm: bool = False) -> nn.Module:
-    """``model`` (already on ``device``) wrapped so that its training averages gradients."""
+    """``model`` (already on ``device``) wrapped so that its training averages gradients.
+
+    ``broadcast_buffers`` copies rank zero's buffers at every forward (passed to DDP under
+    ``BUFFER_SYNC_ARG``; with ``forward_sync_buffers=False`` DDP still copies them once at start).
+    """
     if sync_batchnorm:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     device_ids = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else None
     ddp_kwargs = dict(device_ids=device_ids, find_unused_parameters=find_unused_parameters,
-                      broadcast_buffers=broadcast_buffers)
+                      **{BUFFER_SYNC_ARG: broadcast_buffers})
     if type(model).train_step is not BaseModel.train_step:
         return SeparateDistributedModel(model, **ddp_kwargs)
     return DistributedModel(model, **ddp_kwargs)

@@ -34,17 +34,6 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def run_config(trainer: Any) -> dict[str, Any]:
-    """The resolved run configuration, or what the Trainer's arguments fix when it has none."""
-    config = getattr(trainer, "cfg", None) or trainer.config  # Trainer.cfg where it exists
-    if config:
-        return dict(config)
-    return {"max_epochs": trainer.max_epochs, "max_iters": trainer.max_iters,
-            "val_interval": trainer.val_interval, "precision": trainer.precision,
-            "seed": trainer.seed, "world_size": trainer.world_size,
-            "log_interval": trainer.log_interval, "work_dir": trainer.work_dir}
-
-
 class ScalarSink(Callback):
     """A destination for the logger's scalars; subclasses write them somewhere.
 
@@ -90,7 +79,7 @@ class ScalarSink(Callback):
 
     def _ensure_open(self) -> None:
         if self._trainer is not None and not self._open:
-            self.open(self._trainer, run_config(self._trainer))
+            self.open(self._trainer, dict(self._trainer.cfg))
             self._open = True
 
     def after_run(self, trainer: Any) -> None:

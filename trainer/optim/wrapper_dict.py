@@ -15,6 +15,10 @@ from torch import nn
 from trainer.optim.wrapper import OptimWrapper
 
 
+class _NotAWrapperError(TypeError, AssertionError):
+    """A value that is no ``OptimWrapper``; also an ``AssertionError``, which MMEngine raised."""
+
+
 class OptimWrapperDict:
     """A read-only mapping from names to :class:`OptimWrapper`.
 
@@ -37,9 +41,10 @@ class OptimWrapperDict:
             raise ValueError("OptimWrapperDict needs at least one named OptimWrapper, got none")
         for name, wrapper in optim_wrappers.items():
             if not isinstance(wrapper, OptimWrapper):
-                raise TypeError(
-                    f"OptimWrapperDict[{name!r}] must be an OptimWrapper, got "
-                    f"{type(wrapper).__name__}; wrap an optimizer with OptimWrapper(optimizer)"
+                raise _NotAWrapperError(
+                    f"`OptimWrapperDict` only accepts OptimWrapper instances, but "
+                    f"OptimWrapperDict[{name!r}] is a {type(wrapper).__name__}; wrap an "
+                    "optimizer with OptimWrapper(optimizer)"
                 )
         self.optim_wrappers: dict[str, OptimWrapper] = dict(optim_wrappers)
 
@@ -47,9 +52,10 @@ class OptimWrapperDict:
 
     def _refuse(self, method: str) -> NoReturn:
         raise NotImplementedError(
-            f"OptimWrapperDict does not know which optimizer a call to {method} is for; call it "
-            f"on one of the named wrappers instead, e.g. optim_wrapper[{self._first!r}].{method}"
-            f"(...) (names: {list(self.optim_wrappers)})"
+            f"OptimWrapperDict does not know which optimizer a call to {method} is for "
+            f"(`{method}` should be called by a single wrapper): call it on one of the named "
+            f"wrappers instead, e.g. optim_wrapper[{self._first!r}].{method}(...) (names: "
+            f"{list(self.optim_wrappers)})"
         )
 
     def update_params(self, *args: Any, **kwargs: Any) -> NoReturn:
@@ -80,6 +86,11 @@ class OptimWrapperDict:
         """Every wrapper converted by :meth:`OptimWrapper.with_precision`."""
         return OptimWrapperDict(**{name: w.with_precision(precision, device_type)
                                    for name, w in self.optim_wrappers.items()})
+
+    @property
+    def param_groups(self) -> dict[str, list[dict[str, Any]]]:
+        """Each wrapper's ``param_groups``, by name (as MMEngine)."""
+        return {name: w.param_groups for name, w in self.optim_wrappers.items()}
 
     def get_lr(self) -> dict[str, list[float]]:
         """``{"<name>.lr": [...]}`` for every wrapper, as MMEngine names them."""
@@ -140,5 +151,5 @@ class OptimWrapperDict:
         return self.optim_wrappers.items()
 
     def __repr__(self) -> str:
-        body = ",\n".join(f"  {name}={w!r}" for name, w in self.optim_wrappers.items())
+        body = ",\n".join(f"  name: {name}\n  {w!r}" for name, w in self.optim_wrappers.items())
         return f"OptimWrapperDict(\n{body})"

@@ -1,80 +1,33 @@
 """Parameter schedulers with MMEngine's class names, arguments and values.
 
 ``from mmengine.optim import MultiStepLR`` ports as ``from trainer.schedulers import
-MultiStepLR``. The Trainer builds its ``param_scheduler`` argument with
-``build_param_schedulers`` and steps iteration-based schedulers after every training
-iteration and epoch-based ones after every training epoch.
+MultiStepLR``. Every class named in ``SCHEDULERS`` (one table, in ``variants``) is exported
+here. The Trainer builds its ``param_scheduler`` argument with ``build_param_schedulers``; its
+scheduler callback steps iteration-based schedulers after every training iteration,
+epoch-based ones after every training epoch, and ``ReduceOnPlateau*`` after every validation.
 """
 
-from trainer.schedulers.base import INF, ParamScheduler, _ParamScheduler
-from trainer.schedulers.builder import SCHEDULERS, build_param_schedulers
-from trainer.schedulers.cyclic import (
-    CosineAnnealingParamScheduler,
-    CosineRestartParamScheduler,
-    OneCycleParamScheduler,
+from trainer.schedulers.base import (
+    INF,
+    ParamGroupKeyError,
+    ParamScheduler,
+    SchedulerArgumentError,
+    _ParamScheduler,
 )
-from trainer.schedulers.decay import (
-    ConstantParamScheduler,
-    ExponentialParamScheduler,
-    LinearParamScheduler,
-    MultiStepParamScheduler,
-    PolyParamScheduler,
-    StepParamScheduler,
-)
-from trainer.schedulers.variants import (
-    ConstantLR,
-    ConstantMomentum,
-    CosineAnnealingLR,
-    CosineAnnealingMomentum,
-    CosineRestartLR,
-    CosineRestartMomentum,
-    ExponentialLR,
-    ExponentialMomentum,
-    LinearLR,
-    LinearMomentum,
-    LRSchedulerMixin,
-    MomentumSchedulerMixin,
-    MultiStepLR,
-    MultiStepMomentum,
-    OneCycleLR,
-    PolyLR,
-    PolyMomentum,
-    StepLR,
-    StepMomentum,
-)
+from trainer.schedulers.builder import build_param_schedulers
+from trainer.schedulers.variants import SCHEDULERS, LRSchedulerMixin, MomentumSchedulerMixin
+
+globals().update(SCHEDULERS)
 
 __all__ = [
     "INF",
     "SCHEDULERS",
-    "ConstantLR",
-    "ConstantMomentum",
-    "ConstantParamScheduler",
-    "CosineAnnealingLR",
-    "CosineAnnealingMomentum",
-    "CosineAnnealingParamScheduler",
-    "CosineRestartLR",
-    "CosineRestartMomentum",
-    "CosineRestartParamScheduler",
-    "ExponentialLR",
-    "ExponentialMomentum",
-    "ExponentialParamScheduler",
     "LRSchedulerMixin",
-    "LinearLR",
-    "LinearMomentum",
-    "LinearParamScheduler",
     "MomentumSchedulerMixin",
-    "MultiStepLR",
-    "MultiStepMomentum",
-    "MultiStepParamScheduler",
-    "OneCycleLR",
-    "OneCycleParamScheduler",
+    "ParamGroupKeyError",
     "ParamScheduler",
-    "PolyLR",
-    "PolyMomentum",
-    "PolyParamScheduler",
-    "StepLR",
-    "StepMomentum",
-    "StepParamScheduler",
+    "SchedulerArgumentError",
     "_ParamScheduler",
     "build_param_schedulers",
+    *SCHEDULERS,
 ]

@@ -7,23 +7,42 @@ and write new values computed by ``_get_value()``. Most schedules are *chainable
 multiply or shift the value the group holds now, so several schedulers on the same group
 compose (a warm-up in front of a step decay, say) exactly as in MMEngine.
 
-Differences from MMEngine, none of which changes a value: ``optimizer.step`` is not wrapped to
-count calls (MMEngine only used that for an ordering warning), arguments are validated with
-``ValueError``/``TypeError`` instead of ``assert``, and ``state_dict()`` holds only plain
-containers (MMEngine stores a ``Counter`` and a bound method) so a checkpoint loads with
-``torch.load(weights_only=True)``.
+As in MMEngine, ``optimizer.step`` is wrapped to count its calls, so that a scheduler stepped
+before the optimizer (which skips the first value of the schedule) gives MMEngine's warning.
+Differences from MMEngine, none of which changes a value: arguments are validated with
+exceptions that name the argument (where MMEngine asserts, the exception is also an
+``AssertionError``, so code catching MMEngine's errors keeps working), and ``state_dict()``
+holds only plain containers (MMEngine stores a ``Counter`` and a bound method) so a checkpoint
+loads with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import numbers
-from collections.abc import Mapping
+import warnings
+import weakref
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from trainer.dist import is_main_process
 
 INF = int(1e9)  # MMEngine's "no end" marker; ``build_iter_from_epoch`` leaves it unscaled
+_ORDER_DOCS = "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate"
+
+
+class SchedulerArgumentError(ValueError, AssertionError):
+    """A bad argument that MMEngine checks with ``assert``: a ``ValueError`` that ported code
+    catching ``AssertionError`` (MMEngine's own tests do) still catches."""
+
+
+class ParamGroupKeyError(KeyError, ValueError):
+    """A param group lacks the key to schedule (or ``initial_<key>`` when resuming by
+    ``last_step``): a ``KeyError`` as in MMEngine, and a ``ValueError`` (a bad argument)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 def _is_real(value: Any) -> bool:
@@ -35,8 +54,8 @@ def param_groups_of(optimizer: Any, owner: str) -> list[dict]:
     groups = getattr(optimizer, "param_groups", None)
     if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
         raise TypeError(
-            f"{owner}: optimizer must be a torch.optim.Optimizer or an optimizer wrapper with "
-            f"a 'param_groups' list of dicts, got {type(optimizer).__name__}"
+            f"{owner}: optimizer should be an Optimizer (a torch.optim.Optimizer or an optimizer "
+            f"wrapper with a 'param_groups' list of dicts), but got {type(optimizer).__name__}"
         )
     if not groups:
         raise ValueError(f"{owner}: the optimizer has no param groups to schedule")
@@ -73,18 +92,18 @@ class ParamScheduler:
             raise TypeError(f"{owner}: param_name must be a string, got {param_name!r}")
         for i, group in enumerate(groups):
             if param_name not in group:
-                raise ValueError(
+                raise ParamGroupKeyError(
                     f"{owner}: param_groups[{i}] has no {param_name!r} to schedule; "
                     f"its keys are {sorted(k for k in group if k != 'params')}"
                 )
         begin = self._whole("begin", begin, minimum=0)
         end = self._whole("end", end, minimum=1)
         if end <= begin:
-            raise ValueError(f"{owner}: end must be larger than begin, got begin={begin}, "
-                             f"end={end}")
+            raise ValueError(f"{owner}: end should be larger than begin, but got "
+                             f"begin={begin}, end={end}")
         if not isinstance(last_step, int) or isinstance(last_step, bool) or last_step < -1:
-            raise ValueError(f"{owner}: last_step must be an int >= -1 (-1 starts fresh), "
-                             f"got {last_step!r}")
+            raise SchedulerArgumentError(f"{owner}: last_step must be an int >= -1 (-1 starts "
+                                         f"fresh), got {last_step!r}")
         for name, flag in (("by_epoch", by_epoch), ("verbose", verbose)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{owner}: {name} must be True or False, got {flag!r}")
@@ -103,12 +122,14 @@ class ParamScheduler:
                 # The first scheduler of a group records the value it starts from.
                 group.setdefault(initial, group[param_name])
             elif initial not in group:
-                raise ValueError(
-                    f"{owner}: last_step={last_step} resumes a schedule, but param_groups[{i}] "
-                    f"has no {initial!r}; load the optimizer state first or use last_step=-1"
+                raise ParamGroupKeyError(
+                    f"{owner}: last_step={last_step} resumes a schedule, but param "
+                    f"{initial!r} is not specified in param_groups[{i}] when resuming an "
+                    "optimizer; load the optimizer state first or use last_step=-1"
                 )
         self.base_values = [group[initial] for group in groups]
         self.last_step = last_step
+        count_optimizer_steps(optimizer)
         self._global_step = -1
         self.step()
 
@@ -122,6 +143,8 @@ class ParamScheduler:
 
     def step(self) -> None:
         """Advance one step and, inside ``[begin, end)``, write the scheduled values."""
+        if self._global_step == 0:
+            warn_if_optimizer_not_stepped(self.optimizer)
         self._global_step += 1
         groups = self.optimizer.param_groups
         if self.begin <= self._global_step < self.end:
@@ -167,12 +190,14 @@ class ParamScheduler:
         scheduler's own arguments by keyword.
         """
         if by_epoch is not True:
-            raise ValueError(f"{cls.__name__}.build_iter_from_epoch converts epoch-based "
-                             f"arguments only; it needs by_epoch=True, got {by_epoch!r}")
+            raise SchedulerArgumentError(
+                f"{cls.__name__}.build_iter_from_epoch converts epoch-based arguments only; "
+                f"it needs by_epoch=True, got {by_epoch!r}")
         if (not isinstance(epoch_length, int) or isinstance(epoch_length, bool)
                 or epoch_length <= 0):
-            raise ValueError(f"{cls.__name__}.build_iter_from_epoch: epoch_length must be a "
-                             f"positive int (iterations per epoch), got {epoch_length!r}")
+            raise SchedulerArgumentError(
+                f"{cls.__name__}.build_iter_from_epoch: epoch_length must be a positive int "
+                f"(iterations per epoch), but got {epoch_length!r}")
         for name, value in (("begin", begin), ("end", end)):
             if not _is_real(value):
                 raise TypeError(f"{cls.__name__}: {name} must be a number of epochs, "
@@ -217,3 +242,45 @@ class ParamScheduler:
 
 
 _ParamScheduler = ParamScheduler  # MMEngine's name, for code ported by changing the import
+
+
+def count_optimizer_steps(optimizer: Any) -> None:
+    """Make ``optimizer.step()`` count its calls in ``optimizer._global_step`` (from -1).
+
+    The wrapper holds the optimizer weakly, so the optimizer and its step do not form a cycle;
+    wrapping twice (several schedulers on one optimizer) keeps the first wrapper.
+    """
+    method = getattr(optimizer, "step", None)
+    if getattr(method, "_with_counter", False):
+        optimizer._global_step = -1
+        return
+    if not hasattr(method, "__func__"):  # no bound step method: nothing to count
+        return
+    owner, func = weakref.ref(method.__self__), method.__func__
+
+    @functools.wraps(func)
+    def step(*args: Any, **kwargs: Any) -> Any:
+        instance = owner()
+        instance._global_step += 1
+        return func(instance, *args, **kwargs)
+
+    step._with_counter = True
+    optimizer.step = step
+    optimizer._global_step = -1
+
+
+def warn_if_optimizer_not_stepped(optimizer: Any) -> None:
+    """MMEngine's (and torch's) warning for a first ``scheduler.step()`` before any
+    ``optimizer.step()``, or after ``optimizer.step`` was replaced so calls go uncounted."""
+    if not hasattr(optimizer, "_global_step"):  # its steps were never counted
+        return
+    step: Callable | None = getattr(optimizer, "step", None)
+    if not getattr(step, "_with_counter", False):
+        warnings.warn("optimizer.step() seems to have been overridden after the parameter "
+                      "scheduler was created, so its calls are not counted; make sure to call "
+                      f"optimizer.step() before scheduler.step(). See {_ORDER_DOCS}",
+                      UserWarning, stacklevel=3)
+    elif getattr(optimizer, "_global_step", 0) < 0:
+        warnings.warn("Detected call of scheduler.step() before optimizer.step(): call "
+                      "optimizer.step() first, otherwise the first value of the schedule is "
+                      f"skipped. See {_ORDER_DOCS}", UserWarning, stacklevel=3)

@@ -13,48 +13,7 @@ from typing import Any
 
 from trainer.config.types import build_object, resolve_type
 from trainer.schedulers.base import ParamScheduler
-from trainer.schedulers.cyclic import (
-    CosineAnnealingParamScheduler,
-    CosineRestartParamScheduler,
-    OneCycleParamScheduler,
-)
-from trainer.schedulers.decay import (
-    ConstantParamScheduler,
-    ExponentialParamScheduler,
-    LinearParamScheduler,
-    MultiStepParamScheduler,
-    PolyParamScheduler,
-    StepParamScheduler,
-)
-from trainer.schedulers.variants import (
-    ConstantLR,
-    ConstantMomentum,
-    CosineAnnealingLR,
-    CosineAnnealingMomentum,
-    CosineRestartLR,
-    CosineRestartMomentum,
-    ExponentialLR,
-    ExponentialMomentum,
-    LinearLR,
-    LinearMomentum,
-    MultiStepLR,
-    MultiStepMomentum,
-    OneCycleLR,
-    PolyLR,
-    PolyMomentum,
-    StepLR,
-    StepMomentum,
-)
-
-SCHEDULERS: dict[str, type[ParamScheduler]] = {cls.__name__: cls for cls in (
-    ConstantParamScheduler, LinearParamScheduler, StepParamScheduler, MultiStepParamScheduler,
-    ExponentialParamScheduler, CosineAnnealingParamScheduler, PolyParamScheduler,
-    OneCycleParamScheduler, CosineRestartParamScheduler,
-    ConstantLR, LinearLR, StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR, PolyLR,
-    OneCycleLR, CosineRestartLR,
-    ConstantMomentum, LinearMomentum, StepMomentum, MultiStepMomentum, ExponentialMomentum,
-    CosineAnnealingMomentum, PolyMomentum, CosineRestartMomentum,
-)}
+from trainer.schedulers.variants import SCHEDULERS
 
 _WHAT = "param_scheduler"
 

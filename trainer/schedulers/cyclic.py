@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from trainer.schedulers.base import INF, ParamScheduler
+from trainer.schedulers.base import INF, ParamScheduler, SchedulerArgumentError
 
 
 class CosineAnnealingParamScheduler(ParamScheduler):
@@ -109,11 +109,13 @@ class CosineRestartParamScheduler(ParamScheduler):
             if isinstance(seq, (str, bytes)) or not isinstance(seq, Sequence) or not seq:
                 raise TypeError(f"{owner}: {name} must be a non-empty list, got {seq!r}")
         if len(periods) != len(restart_weights):
-            raise ValueError(f"{owner}: periods and restart_weights must have the same length, "
-                             f"got {len(periods)} periods and {len(restart_weights)} weights")
+            raise SchedulerArgumentError(
+                f"{owner}: periods and restart_weights must have the same length, got "
+                f"{len(periods)} periods and {len(restart_weights)} weights")
         if eta_min is None and eta_min_ratio is None:
-            raise ValueError(f"{owner}: give exactly one of eta_min (the minimum value) or "
-                             "eta_min_ratio (the minimum as a fraction of the initial value)")
+            raise SchedulerArgumentError(
+                f"{owner}: give exactly one of eta_min (the minimum value) or eta_min_ratio "
+                "(the minimum as a fraction of the initial value)")
         self.eta_min, self.eta_min_ratio = _one_minimum(self, eta_min, eta_min_ratio)
         self.periods = [self._whole("each period", p, minimum=1) for p in periods]
         self.restart_weights = [self._real("each restart weight", w, low=0)
@@ -259,8 +261,9 @@ def _one_minimum(owner: ParamScheduler, eta_min: Any, eta_min_ratio: Any
                  ) -> tuple[float | None, float | None]:
     """Check that exactly one of ``eta_min`` and ``eta_min_ratio`` is given, and is a number."""
     if eta_min is not None and eta_min_ratio is not None:
-        raise ValueError(f"{type(owner).__name__}: give either eta_min or eta_min_ratio, not "
-                         f"both (got eta_min={eta_min!r}, eta_min_ratio={eta_min_ratio!r})")
+        raise SchedulerArgumentError(
+            f"{type(owner).__name__}: give either eta_min or eta_min_ratio, not both (got "
+            f"eta_min={eta_min!r}, eta_min_ratio={eta_min_ratio!r})")
     if eta_min is not None:
         return owner._real("eta_min", eta_min), None
     return None, owner._real("eta_min_ratio", eta_min_ratio, low=0)

@@ -59,7 +59,9 @@ class LinearParamScheduler(ParamScheduler):
     Args:
         optimizer: optimizer or wrapper.
         param_name: param-group key to schedule.
-        start_factor: multiplier at ``begin``, in ``(0, 1]``. Defaults to 1/3.
+        start_factor: multiplier at ``begin``, in ``[0, 1]``. Defaults to 1/3. With 0 the
+            first value is 0 and the next is computed from the initial value, as a product
+            of 0 cannot be scaled back up (MMEngine divides by zero there).
         end_factor: multiplier at the end of the window, in ``[0, 1]``. Defaults to 1.
         begin, end, last_step, by_epoch, verbose: see ``ParamScheduler``.
 
@@ -74,8 +76,7 @@ class LinearParamScheduler(ParamScheduler):
     def __init__(self, optimizer: Any, param_name: str, start_factor: float = 1.0 / 3,
                  end_factor: float = 1.0, begin: int = 0, end: int = INF, last_step: int = -1,
                  by_epoch: bool = True, verbose: bool = False) -> None:
-        self.start_factor = self._real("start_factor", start_factor, low=0, high=1,
-                                       low_open=True)
+        self.start_factor = self._real("start_factor", start_factor, low=0, high=1)
         self.end_factor = self._real("end_factor", end_factor, low=0, high=1)
         super().__init__(optimizer, param_name, begin, end, last_step, by_epoch, verbose)
 
@@ -87,7 +88,12 @@ class LinearParamScheduler(ParamScheduler):
         if self.last_step == 0:
             return [group[self.param_name] * self.start_factor for group in groups]
         delta = self.end_factor - self.start_factor
-        ratio = 1. + delta / (self.total_iters * self.start_factor + (self.last_step - 1) * delta)
+        previous = self.total_iters * self.start_factor + (self.last_step - 1) * delta
+        if previous == 0:  # the last value was 0 (start_factor=0): scale the initial value
+            factor = (self.total_iters * self.start_factor + self.last_step * delta) \
+                / self.total_iters
+            return [base * factor for base in self.base_values]
+        ratio = 1. + delta / previous
         return [group[self.param_name] * ratio for group in groups]
 
 

@@ -1,15 +1,17 @@
-"""The learning-rate and momentum schedulers, under MMEngine's class names.
+"""The learning-rate and momentum schedulers, under MMEngine's class names, built from one table.
 
 Each is its ``*ParamScheduler`` with ``param_name`` fixed, so it takes the same arguments
 minus ``param_name``: ``MultiStepLR(optimizer, milestones=[6, 8], gamma=0.1, by_epoch=True)``.
+``SCHEDULERS`` maps every name (``StepParamScheduler``, ``StepLR``, ``StepMomentum``, ...) to
+its class; ``trainer.schedulers`` exports them all and config ``type`` names resolve through it.
 Momentum schedulers drive ``momentum`` for SGD-style optimizers and ``betas[0]`` for Adam-style
 ones, as MMEngine does.
 
 Example:
     >>> import torch
     >>> opt = torch.optim.Adam(torch.nn.Linear(2, 1).parameters(), lr=0.1)
-    >>> lr = StepLR(opt, step_size=1, gamma=0.5)
-    >>> mom = StepMomentum(opt, step_size=1, gamma=0.5)
+    >>> lr = SCHEDULERS["StepLR"](opt, step_size=1, gamma=0.5)
+    >>> mom = SCHEDULERS["StepMomentum"](opt, step_size=1, gamma=0.5)
     >>> lr.step(); mom.step()
     >>> opt.param_groups[0]["lr"], opt.param_groups[0]["betas"]
     (0.05, (0.45, 0.999))
@@ -34,6 +36,7 @@ from trainer.schedulers.decay import (
     PolyParamScheduler,
     StepParamScheduler,
 )
+from trainer.schedulers.plateau import ReduceOnPlateauParamScheduler
 
 
 class _FixedParamName:
@@ -77,85 +80,52 @@ class MomentumSchedulerMixin(_FixedParamName):
         self.use_betas = "momentum" not in defaults and "betas" in defaults
         if "momentum" not in defaults and not self.use_betas:
             raise ValueError(
-                f"{type(self).__name__}: the optimizer has neither 'momentum' nor 'betas' to "
-                f"schedule ({type(getattr(optimizer, 'optimizer', optimizer)).__name__}); use "
-                "an optimizer with momentum such as SGD or Adam"
+                f"{type(self).__name__}: optimizer must support momentum when using momentum "
+                "scheduler, but it has neither 'momentum' nor 'betas' "
+                f"({type(getattr(optimizer, 'optimizer', optimizer)).__name__}); use an "
+                "optimizer with momentum such as SGD or Adam"
             )
         if self.use_betas:
             for group in groups:
                 group["momentum"] = group["betas"][0]
         super().__init__(optimizer, "momentum", *args, **kwargs)
 
-    def step(self) -> None:
-        super().step()
+    def step(self, *args: Any, **kwargs: Any) -> None:
+        super().step(*args, **kwargs)
         if self.use_betas:
             for group in self.optimizer.param_groups:
                 group["betas"] = (group["momentum"], group["betas"][1])
 
 
-class ConstantLR(LRSchedulerMixin, ConstantParamScheduler):
-    """``ConstantParamScheduler`` on the learning rate."""
+# The one table of schedulers: each ``*ParamScheduler`` and the parameters it has variants for.
+# ``SCHEDULERS`` (what config names resolve to), the builder and the package's exports read it.
+_VARIANTS: dict[type[ParamScheduler], tuple[str, ...]] = {
+    ConstantParamScheduler: ("LR", "Momentum"),
+    LinearParamScheduler: ("LR", "Momentum"),
+    StepParamScheduler: ("LR", "Momentum"),
+    MultiStepParamScheduler: ("LR", "Momentum"),
+    ExponentialParamScheduler: ("LR", "Momentum"),
+    CosineAnnealingParamScheduler: ("LR", "Momentum"),
+    PolyParamScheduler: ("LR", "Momentum"),
+    OneCycleParamScheduler: ("LR",),
+    CosineRestartParamScheduler: ("LR", "Momentum"),
+    ReduceOnPlateauParamScheduler: ("LR", "Momentum"),
+}
+_MIXINS = {"LR": (LRSchedulerMixin, "the learning rate"),
+           "Momentum": (MomentumSchedulerMixin, "the momentum (or ``betas[0]``)")}
 
 
-class LinearLR(LRSchedulerMixin, LinearParamScheduler):
-    """``LinearParamScheduler`` on the learning rate (the usual warm-up)."""
+def _variant(schedule: type[ParamScheduler], kind: str) -> type[ParamScheduler]:
+    """``schedule`` with ``param_name`` fixed: ``StepParamScheduler`` -> ``StepLR``."""
+    mixin, what = _MIXINS[kind]
+    name = schedule.__name__.replace("ParamScheduler", kind)
+    doc = f"``{schedule.__name__}`` on {what}; the same arguments without ``param_name``."
+    return type(name, (mixin, schedule), {"__doc__": doc, "__module__": __name__,
+                                          "__qualname__": name})
 
 
-class StepLR(LRSchedulerMixin, StepParamScheduler):
-    """``StepParamScheduler`` on the learning rate."""
-
-
-class MultiStepLR(LRSchedulerMixin, MultiStepParamScheduler):
-    """``MultiStepParamScheduler`` on the learning rate."""
-
-
-class ExponentialLR(LRSchedulerMixin, ExponentialParamScheduler):
-    """``ExponentialParamScheduler`` on the learning rate."""
-
-
-class CosineAnnealingLR(LRSchedulerMixin, CosineAnnealingParamScheduler):
-    """``CosineAnnealingParamScheduler`` on the learning rate."""
-
-
-class PolyLR(LRSchedulerMixin, PolyParamScheduler):
-    """``PolyParamScheduler`` on the learning rate."""
-
-
-class OneCycleLR(LRSchedulerMixin, OneCycleParamScheduler):
-    """``OneCycleParamScheduler`` (the 1cycle policy) on the learning rate."""
-
-
-class CosineRestartLR(LRSchedulerMixin, CosineRestartParamScheduler):
-    """``CosineRestartParamScheduler`` on the learning rate."""
-
-
-class ConstantMomentum(MomentumSchedulerMixin, ConstantParamScheduler):
-    """``ConstantParamScheduler`` on the momentum (or ``betas[0]``)."""
-
-
-class LinearMomentum(MomentumSchedulerMixin, LinearParamScheduler):
-    """``LinearParamScheduler`` on the momentum (or ``betas[0]``)."""
-
-
-class StepMomentum(MomentumSchedulerMixin, StepParamScheduler):
-    """``StepParamScheduler`` on the momentum (or ``betas[0]``)."""
-
-
-class MultiStepMomentum(MomentumSchedulerMixin, MultiStepParamScheduler):
-    """``MultiStepParamScheduler`` on the momentum (or ``betas[0]``)."""
-
-
-class ExponentialMomentum(MomentumSchedulerMixin, ExponentialParamScheduler):
-    """``ExponentialParamScheduler`` on the momentum (or ``betas[0]``)."""
-
-
-class CosineAnnealingMomentum(MomentumSchedulerMixin, CosineAnnealingParamScheduler):
-    """``CosineAnnealingParamScheduler`` on the momentum (or ``betas[0]``)."""
-
-
-class PolyMomentum(MomentumSchedulerMixin, PolyParamScheduler):
-    """``PolyParamScheduler`` on the momentum (or ``betas[0]``)."""
-
-
-class CosineRestartMomentum(MomentumSchedulerMixin, CosineRestartParamScheduler):
-    """``CosineRestartParamScheduler`` on the momentum (or ``betas[0]``)."""
+SCHEDULERS: dict[str, type[ParamScheduler]] = {
+    **{schedule.__name__: schedule for schedule in _VARIANTS},
+    **{variant.__name__: variant for variant in (
+        _variant(schedule, kind) for schedule, kinds in _VARIANTS.items() for kind in kinds)},
+}

@@ -231,6 +231,14 @@ def test_val_and_test_sections_go_together():
     assert issubclass(loop, MyVal)
     with pytest.raises(ValueError, match="val_dataloader is set but val_cfg is not"):
         kwargs_of(val_dataloader=loader())
+    with pytest.raises(ValueError, match=r"val_dataloader and val_evaluator are set but val_cfg "
+                                         r"is not: add val_cfg = dict\(\), that is all that is "
+                                         r"missing \(as in MMEngine, val_dataloader, val_cfg "
+                                         r"and val_evaluator go together\)"):
+        kwargs_of(val_dataloader=loader(), val_evaluator=ACCURACY)
+    with pytest.raises(ValueError, match="test_cfg and test_evaluator are set but "
+                                         "test_dataloader is not"):
+        kwargs_of(test_cfg=dict(), test_evaluator=ACCURACY)
     with pytest.raises(ValueError, match="test_cfg is set but test_dataloader is not"):
         kwargs_of(test_cfg=dict())
     with pytest.raises(ValueError, match="val_evaluator is set but val_dataloader is not"):

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.data import DataLoader
-
 from trainer.callbacks import Callback
+
 from tests.conftest import ToyNet, accuracy, toy_dataset, toy_loader
+from tests.trainer.dist.launchers import ENV, REPO, torchrun
 from trainer import Trainer
+from trainer.dist.ddp import wrap_model
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="torch.distributed is not available")
-REPO = Path(__file__).resolve().parents[3]
+FAILING_RUN = Path(__file__).with_name("failing_run.py")
 QUIET = {"progress": None}
 
 
@@ -41,6 +43,7 @@ def test_devices_2_matches_one_process_with_the_doubled_batch(tmp_path):
                      default_callbacks=QUIET)
     single.fit(reference, toy_loader(n=96, batch_size=16))
     assert ddp.iter == 6 and ddp.epoch == 1  # 48 samples per rank = 6 batches of 8
+    assert (ddp.world_size, ddp.rank) == (2, 0)  # the caller stands in for rank zero
     for (name, a), b in zip(model.state_dict().items(), reference.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), name
     assert not torch.equal(model.body[0].weight, ToyNet().body[0].weight)
@@ -73,38 +76,15 @@ def test_only_rank_zero_writes_files(tmp_path):
         "iter_4.pth", "iter_8.pth", "last_checkpoint"]
 
 
-FAILING_SCRIPT = textwrap.dedent("""
-    import sys
-    from trainer.callbacks import Callback
-    from tests.conftest import ToyNet, toy_loader
-    from trainer import Trainer
-
-    class FailAt(Callback):
-        def after_train_iter(self, trainer, batch_idx, data_batch=None, outputs=None):
-            if trainer.rank == 1 and trainer.iter == 3:
-                raise RuntimeError("rank 1 gave up at iteration 3")
-
-    devices = int(sys.argv[2])
-    trainer = Trainer(max_iters=100_000, work_dir=sys.argv[1], devices=devices, seed=0,
-                      callbacks=[FailAt()], default_callbacks={"progress": None, "logger": None})
-    trainer.fit(ToyNet(), toy_loader())
-""")
-
-
 @pytest.mark.parametrize("launch", ["devices", "torchrun"])
 def test_exception_on_one_rank_ends_every_rank_with_its_message(tmp_path, launch):
     """Rank 1 raises while rank 0 would train 100,000 iterations: the job ends within 60 s."""
-    script = tmp_path / "fail.py"
-    script.write_text(FAILING_SCRIPT)
-    command = [str(script), str(tmp_path / "run")]
+    args = [str(FAILING_RUN), str(tmp_path / "run")]
     if launch == "torchrun":
-        command = ["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
-                   "--rdzv_backend=c10d", "--rdzv_endpoint=127.0.0.1:0", *command, "1"]
+        proc = torchrun(*args, "1", timeout=60)
     else:
-        command = [*command, "2"]
-    proc = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "PYTHONPATH": str(REPO),
-                                           "OMP_NUM_THREADS": "1"})
+        proc = subprocess.run([sys.executable, *args, "2"], cwd=REPO, capture_output=True,
+                              text=True, timeout=60, env=ENV)
     assert proc.returncode != 0
     assert "rank 1 gave up at iteration 3" in proc.stderr
 
@@ -149,12 +129,7 @@ def test_torchrun_two_processes_identical_weights(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(TORCHRUN_SCRIPT)
     work_dir = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-         "--master_port=0", "--rdzv_backend=c10d", "--rdzv_endpoint=127.0.0.1:0", str(script),
-         str(work_dir)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    proc = torchrun(str(script), str(work_dir), timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rank 0 of 2 done at iter 5" in proc.stdout and "rank 1 of 2 done at iter 5" in proc.stdout
     rank0 = torch.load(f"{work_dir}-rank0.pt")
@@ -267,3 +242,23 @@ def test_custom_train_step_with_two_optimizers_under_ddp(tmp_path):
         assert torch.allclose(a, b, atol=1e-6), name
     saved = torch.load(str(tmp_path / "ddp" / "iter_6.pth"), weights_only=True)["state_dict"]
     assert saved.keys() == model.state_dict().keys()  # no "module." in the checkpoint
+
+
+@pytest.fixture
+def one_rank_group():
+    """A real gloo process group of one rank, for wrapping a model in DDP in this process."""
+    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0,
+                                         world_size=1)
+    yield
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("broadcast_buffers", [True, False])
+@pytest.mark.parametrize("model_cls", [ToyNet, TwoHeads])
+def test_ddp_wrapping_uses_the_current_buffer_sync_argument(one_rank_group, broadcast_buffers,
+                                                            model_cls):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch 2.13 warns that broadcast_buffers is deprecated
+        wrapped = wrap_model(model_cls(), torch.device("cpu"), broadcast_buffers=broadcast_buffers)
+    ddps = [wrapped] if model_cls is ToyNet else list(wrapped.wrappers.values())
+    assert ddps and all(d.broadcast_buffers is broadcast_buffers for d in ddps)

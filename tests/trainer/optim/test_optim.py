@@ -591,7 +591,7 @@ def test_optim_wrapper_dict_updates_each_part_with_its_own_wrapper():
     assert [w for _, w in wrappers.items()] == list(wrappers.values())
     wrappers.initialize_count_status(model, 3, 10)
     assert [w.inner_count for w in wrappers.values()] == [3, 3]
-    assert "discriminator=OptimWrapper(accumulative_counts=2" in repr(wrappers)
+    assert "name: discriminator\n  OptimWrapper(accumulative_counts=2" in repr(wrappers)
 
 
 def test_optim_wrapper_dict_state_round_trip():
@@ -636,8 +636,8 @@ def test_optim_wrapper_dict_refuses_ambiguous_calls():
         wrappers["encoder"]
     with pytest.raises(ValueError, match="needs at least one named OptimWrapper"):
         OptimWrapperDict()
-    with pytest.raises(TypeError, match=r"OptimWrapperDict\['generator'\] must be an "
-                                        r"OptimWrapper, got SGD"):
+    with pytest.raises(TypeError, match=r"only accepts OptimWrapper instances, but "
+                                        r"OptimWrapperDict\['generator'\] is a SGD"):
         OptimWrapperDict(generator=torch.optim.SGD(model.generator.parameters(), lr=0.1))
 
 

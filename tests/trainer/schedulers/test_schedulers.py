@@ -345,19 +345,19 @@ def step_past_total_steps():
 
 def bad_cases():
     sgd = make_sgd
-    yield lambda: ConstantLR("sgd"), TypeError, "optimizer must be a torch.optim.Optimizer"
-    yield lambda: StepLR(sgd(), 2, begin=5, end=5), ValueError, "end must be larger than begin"
+    yield lambda: ConstantLR("sgd"), TypeError, "optimizer should be an Optimizer"
+    yield lambda: StepLR(sgd(), 2, begin=5, end=5), ValueError, "end should be larger than begin"
     yield lambda: StepLR(sgd(), 2, begin=-1), ValueError, "begin must be a whole number >= 0"
     yield lambda: StepLR(sgd(), 2, end="10"), ValueError, "end must be a whole number >= 1"
     yield lambda: StepLR(sgd(), 2, last_step=-2), ValueError, "last_step must be an int >= -1"
-    yield lambda: StepLR(sgd(), 2, last_step=3), ValueError, "has no 'initial_lr'"
+    yield lambda: StepLR(sgd(), 2, last_step=3), ValueError, "'initial_lr' is not specified in param_groups"
     yield lambda: StepLR(sgd(), 2, by_epoch="yes"), TypeError, "by_epoch must be True or False"
     yield lambda: StepLR(sgd(), 2, verbose=1), TypeError, "verbose must be True or False"
     yield (lambda: ConstantParamScheduler(sgd(), "lrr"), ValueError,
            r"param_groups\[0\] has no 'lrr' to schedule")
     yield lambda: ConstantLR(sgd(), factor=0), ValueError, "factor must be a number > 0 and <= 1"
     yield lambda: ConstantLR(sgd(), factor=1.5), ValueError, "factor must be a number > 0"
-    yield lambda: LinearLR(sgd(), start_factor=0), ValueError, "start_factor must be a number > 0"
+    yield lambda: LinearLR(sgd(), start_factor=-0.1), ValueError, "start_factor must be a number >= 0"
     yield lambda: LinearLR(sgd(), end_factor=1.2), ValueError, "end_factor must be a number >= 0"
     yield lambda: StepLR(sgd(), step_size=0), ValueError, "step_size must be a whole number >= 1"
     yield lambda: StepLR(sgd(), 1.5), ValueError, "step_size must be a whole number"
@@ -428,5 +428,5 @@ def test_bad_arguments_raise_clear_errors(make, error, match):
 def test_every_scheduler_is_a_param_scheduler():
     from trainer.schedulers import SCHEDULERS
 
-    assert len(SCHEDULERS) == 26
+    assert len(SCHEDULERS) == 29
     assert all(issubclass(cls, ParamScheduler) for cls in SCHEDULERS.values())

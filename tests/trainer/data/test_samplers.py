@@ -1,0 +1,131 @@
+"""Resumable sampling: every kind of sampler continues its epoch exactly from a small position."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    DistributedSampler,
+    RandomSampler,
+    Sampler,
+    TensorDataset,
+)
+
+from tests.conftest import ToyNet
+from trainer import Trainer
+from trainer.checkpoint.io import load_checkpoint
+from trainer.data.samplers import ResumableSampler, make_resumable
+
+DATA = TensorDataset(torch.arange(40.0).unsqueeze(1), torch.arange(40))
+
+
+class SeededEpochSampler(Sampler):
+    """A user's sampler with its own state: a seed and an epoch counter that advances."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.epoch = n, 0
+
+    def __iter__(self):
+        self.epoch += 1
+        return iter(torch.randperm(self.n, generator=torch.Generator().manual_seed(self.epoch))
+                    .tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+    def state_dict(self):
+        return {"epoch": self.epoch}
+
+    def load_state_dict(self, state):
+        self.epoch = state["epoch"]
+
+
+class OddBatches(Sampler):
+    """A user's batch sampler with no state: batches of varying size, drawn from the global RNG."""
+
+    def __iter__(self):
+        order = torch.randperm(40).tolist()
+        return iter([order[:3], order[3:10], order[10:24], order[24:]])
+
+    def __len__(self) -> int:
+        return 4
+
+
+LOADERS = {
+    "sequential": lambda: DataLoader(DATA, batch_size=6),
+    "shuffled": lambda: DataLoader(DATA, batch_size=6, shuffle=True),
+    "shuffled, drop_last": lambda: DataLoader(DATA, batch_size=6, shuffle=True, drop_last=True),
+    "own generator": lambda: DataLoader(DATA, batch_size=6, shuffle=True,
+                                        generator=torch.Generator().manual_seed(5)),
+    "with replacement": lambda: DataLoader(
+        DATA, batch_size=6, sampler=RandomSampler(DATA, replacement=True, num_samples=30)),
+    "distributed": lambda: DataLoader(
+        DATA, batch_size=4, sampler=DistributedSampler(DATA, num_replicas=2, rank=1, seed=3)),
+    "stateful sampler": lambda: DataLoader(DATA, batch_size=6, sampler=SeededEpochSampler(40)),
+    "BatchSampler": lambda: DataLoader(
+        DATA, batch_sampler=BatchSampler(RandomSampler(DATA), 7, drop_last=False)),
+    "own batch sampler": lambda: DataLoader(DATA, batch_sampler=OddBatches()),
+    "batch_size=None": lambda: DataLoader(DATA, batch_size=None, shuffle=True),
+}
+RECORDED = {"own batch sampler"}  # the one kind whose order cannot be drawn again
+
+
+def first_index(batch):
+    indices = batch[1]
+    return indices.tolist() if indices.ndim else [int(indices)]
+
+
+def epoch_batches(loader):
+    return [first_index(b) for b in loader]
+
+
+@pytest.mark.parametrize("kind", list(LOADERS))
+@pytest.mark.parametrize("done", [0, 1, 3])
+def test_a_resumed_epoch_continues_the_same_order_from_its_position(kind, done):
+    torch.manual_seed(0)
+    loader, sampler = make_resumable(LOADERS[kind]())
+    sampler.set_epoch(2)
+    epoch_batches(loader)  # an earlier epoch, so that stateful samplers have moved on
+    expected = epoch_batches(loader)
+    position = sampler.position(done)
+    assert position["batches"] == done
+    assert ("order" in position) == (kind in RECORDED)
+
+    torch.manual_seed(99)  # a new process: other RNG state, a fresh sampler
+    resumed, fresh = make_resumable(LOADERS[kind]())
+    fresh.resume(position, done)
+    assert epoch_batches(resumed) == expected[done:]
+
+
+def test_batches_are_those_of_the_plain_loader():
+    """One draw from the same RNG and the sampler's own order: the batches the user asked for."""
+    torch.manual_seed(7)
+    plain = epoch_batches(DataLoader(DATA, batch_size=6, shuffle=True))
+    torch.manual_seed(7)
+    loader, _ = make_resumable(DataLoader(DATA, batch_size=6, shuffle=True))
+    assert epoch_batches(loader) == plain
+
+
+def test_one_sampler_step_per_batch():
+    sampler = ResumableSampler(RandomSampler(range(1000)), batch_size=100)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 10 and all(len(b) == 100 for b in batches)
+
+
+def test_the_data_position_of_a_million_samples_is_under_4_kb(tmp_path):
+    n = 1_000_000
+    data = TensorDataset(torch.zeros(n, 8), torch.zeros(n, dtype=torch.long))
+    trainer = Trainer(max_iters=3, work_dir=str(tmp_path), seed=0,
+                      default_callbacks={"progress": None, "logger": None})
+    trainer.fit(ToyNet(), DataLoader(data, batch_size=4, shuffle=True))
+    ckpt = load_checkpoint(trainer.resolve_ckpt_path("last"))
+    assert ckpt["meta"]["batch_idx"] == 3
+    buffer = io.BytesIO()
+    torch.save(ckpt["data"], buffer)
+    assert buffer.tell() < 4096, ckpt["data"]
+    (position,) = ckpt["data"]
+    assert position["samples"] == 12

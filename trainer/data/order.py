@@ -1,0 +1,103 @@
+"""How an epoch's sample order is drawn, and drawn again after a resume from a few numbers.
+
+A checkpoint must not grow with the data set, so it stores the recipe of the epoch's order (the
+seed a ``RandomSampler`` drew, a ``DistributedSampler``'s epoch, a stateful sampler's own state)
+instead of the order. Only a sampler whose order cannot be drawn again has it recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler
+
+
+class RecordedOrder:
+    """A sampler of unknown kind: its order is kept, and replayed on resume."""
+
+    def __init__(self, sampler: Iterable) -> None:
+        self.sampler = sampler
+
+    def draw(self) -> tuple[list[Any], dict[str, Any]]:
+        order = list(self.sampler)
+        return order, {"order": order}
+
+    def redraw(self, state: dict[str, Any]) -> list[Any]:
+        return replay(state["order"])
+
+
+class SequentialOrder(RecordedOrder):
+    """``0, 1, …, n-1`` every epoch: nothing to record."""
+
+    def draw(self) -> tuple[list[Any], dict[str, Any]]:
+        return list(self.sampler), {}
+
+    def redraw(self, state: dict[str, Any]) -> list[Any]:
+        return list(self.sampler)
+
+
+class SeededOrder(RecordedOrder):
+    """A ``RandomSampler``: one seed per epoch, drawn as the sampler itself would draw it.
+
+    The draw uses the sampler's generator (the global RNG when it has none) exactly once, like
+    ``RandomSampler.__iter__``, and the order is the sampler's own for that seed, so a loader
+    gives the same batches as it would without the trainer.
+    """
+
+    def draw(self) -> tuple[list[Any], dict[str, Any]]:
+        seed = int(torch.empty((), dtype=torch.int64).random_(generator=self.sampler.generator))
+        return self.redraw({"seed": seed}), {"seed": seed}
+
+    def redraw(self, state: dict[str, Any]) -> list[Any]:
+        sampler = self.sampler
+        own = sampler.generator
+        sampler.generator = torch.Generator().manual_seed(int(state["seed"]))
+        try:
+            return list(sampler)
+        finally:
+            sampler.generator = own
+
+
+class EpochOrder(RecordedOrder):
+    """A ``DistributedSampler``: its order is a function of its seed and epoch."""
+
+    def draw(self) -> tuple[list[Any], dict[str, Any]]:
+        return list(self.sampler), {"epoch": self.sampler.epoch}
+
+    def redraw(self, state: dict[str, Any]) -> list[Any]:
+        self.sampler.set_epoch(int(state["epoch"]))
+        return list(self.sampler)
+
+
+class StatefulOrder(RecordedOrder):
+    """A sampler with ``state_dict``/``load_state_dict``: its state as the epoch begins."""
+
+    def draw(self) -> tuple[list[Any], dict[str, Any]]:
+        state = self.sampler.state_dict()
+        return list(self.sampler), {"sampler": state}
+
+    def redraw(self, state: dict[str, Any]) -> list[Any]:
+        self.sampler.load_state_dict(state["sampler"])
+        return list(self.sampler)
+
+
+def replay(order: Any) -> list[Any]:
+    """A recorded order (a tensor of indices, or a list of them or of batches) as a list."""
+    return order.tolist() if isinstance(order, torch.Tensor) else list(order)
+
+
+def order_of(sampler: Iterable) -> RecordedOrder:
+    """The cheapest way to draw ``sampler``'s epoch order again."""
+    kind = type(sampler)
+    if kind is SequentialSampler:
+        return SequentialOrder(sampler)
+    if kind is RandomSampler:
+        return SeededOrder(sampler)
+    if kind is DistributedSampler:
+        return EpochOrder(sampler)
+    if callable(getattr(sampler, "state_dict", None)) and callable(
+            getattr(sampler, "load_state_dict", None)):
+        return StatefulOrder(sampler)
+    return RecordedOrder(sampler)
