@@ -55,15 +55,25 @@ class FlopCount:
     ``in`` -> ``out`` features on ``b`` samples costs ``2*b*in*out`` forward, the same again for
     the weight gradient and again for the input gradient when its input needs one. Element-wise
     operations (activations, losses, optimizer updates) are not counted.
+
+    It is opened and closed in different hooks; when the counted iteration raises, the next
+    count to open closes the one left open, so a failed run does not leave the mode behind.
     """
+
+    _open: FlopCount | None = None  # at most one in the process, since the mode is global
 
     def __init__(self) -> None:
         from torch.utils.flop_counter import FlopCounterMode
 
+        if FlopCount._open is not None:
+            FlopCount._open.close()
         self._mode = FlopCounterMode(display=False)
         self._mode.__enter__()
+        FlopCount._open = self
 
     def close(self) -> int:
         """Stop counting; the FLOPs counted."""
-        self._mode.__exit__(None, None, None)
+        if FlopCount._open is self:
+            self._mode.__exit__(None, None, None)
+            FlopCount._open = None
         return int(self._mode.get_total_flops())

@@ -118,3 +118,21 @@ def test_no_flops_counting_when_switched_off(work_dir):
     trainer.fit(ToyNet(), toy_loader())
     assert timer.flops is None
     assert all("flops" not in r for r in train_records(trainer))
+
+
+class FailsOnce(Linear):
+    def train_step(self, data, optim_wrapper):
+        raise RuntimeError("broken first step")
+
+
+def test_a_failed_first_iteration_does_not_leave_the_flop_counter_on(work_dir):
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+    with pytest.raises(RuntimeError, match="broken first step"):
+        Trainer(max_iters=3, work_dir=work_dir, default_callbacks=QUIET).fit(
+            FailsOnce(), toy_loader())
+    trainer = Trainer(max_iters=4, work_dir=f"{work_dir}2", log_interval=2,
+                      default_callbacks=QUIET)
+    trainer.fit(Linear(), toy_loader(batch_size=8))
+    assert train_records(trainer)[-1]["flops"] == 2 * (2 * 8 * 8 * 3)  # counted afresh
+    assert _get_current_dispatch_mode_stack() == []  # nothing left on after either run
