@@ -11,7 +11,7 @@ from typing import IO, Any
 
 import fsspec
 
-from trainer.loggers.base import ScalarSink
+from trainer.loggers.base import ScalarSink, flatten
 
 _file_numbers = itertools.count()
 
@@ -47,6 +47,20 @@ class EventFileWriter:
         self._add(self._event(wall_time=time.time(), step=int(step),
                               summary=self._summary(value=values)))
 
+    def add_text(self, tag: str, text: str, step: int = 0) -> None:
+        """A text summary (TensorBoard's Text tab renders it as Markdown)."""
+        from tensorboard.compat.proto.summary_pb2 import SummaryMetadata
+        from tensorboard.compat.proto.tensor_pb2 import TensorProto
+        from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+        from tensorboard.compat.proto.types_pb2 import DT_STRING
+
+        tensor = TensorProto(dtype=DT_STRING, string_val=[text.encode()],
+                             tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=1)]))
+        metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="text"))
+        value = self._summary.Value(tag=tag, metadata=metadata, tensor=tensor)
+        self._add(self._event(wall_time=time.time(), step=int(step),
+                              summary=self._summary(value=[value])))
+
     def close(self) -> None:
         if not self._records.closed:
             self._records.close()
@@ -63,7 +77,8 @@ class TensorBoardCallback(ScalarSink):
     the logger callback must therefore be on. Only rank zero writes. Not a default callback: add
     it with ``loggers=["jsonl", "tensorboard"]``, ``callbacks=[TensorBoardCallback()]`` or
     ``dict(type="TensorBoardCallback")`` (the same sink), then run
-    ``tensorboard --logdir <work_dir>``.
+    ``tensorboard --logdir <work_dir>``. The run configuration is a table under the
+    ``config`` tag of the Text tab.
 
     Args:
         log_dir: where to write instead (a path or fsspec URL).
@@ -83,6 +98,8 @@ class TensorBoardCallback(ScalarSink):
     def open(self, trainer: Any, config: dict[str, Any]) -> None:
         self.writer = EventFileWriter(self.log_dir or posixpath.join(trainer.log_dir,
                                                                      "tensorboard"))
+        rows = "\n".join(f"| {k} | {v} |" for k, v in flatten(config).items())
+        self.writer.add_text("config", f"| name | value |\n| --- | --- |\n{rows}")
 
     def write(self, mode: str, scalars: dict[str, float], step: int) -> None:
         """Scalars of ``mode`` at ``step``, tagged ``<mode>/<name>``."""

@@ -9,7 +9,7 @@ from typing import IO, Any
 import fsspec
 
 from trainer.checkpoint.io import join
-from trainer.loggers.base import ScalarSink
+from trainer.loggers.base import ScalarSink, flatten
 
 
 class CSVLogger(ScalarSink):
@@ -17,7 +17,8 @@ class CSVLogger(ScalarSink):
     one column per scalar name (empty where a record lacks it).
 
     When a record brings a new name (validation metrics, throughput after warm-up) the file is
-    rewritten with the wider header, so it is always one rectangular table.
+    rewritten with the wider header, so it is always one rectangular table. The run
+    configuration goes to ``<log_dir>/hparams.csv`` (``name``, ``value``).
     Named ``"csv"`` in ``Trainer(loggers=[...])``.
 
     Args:
@@ -41,6 +42,12 @@ class CSVLogger(ScalarSink):
     def open(self, trainer: Any, config: dict[str, Any]) -> None:
         self.path = join(trainer.log_dir, self.filename)
         self._columns, self._rows = ["mode", "step"], []
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["name", "value"])
+        writer.writerows(flatten(config).items())
+        with fsspec.open(join(trainer.log_dir, "hparams.csv"), "w", auto_mkdir=True) as f:
+            f.write(text.getvalue())
 
     def write(self, mode: str, scalars: dict[str, float], step: int) -> None:
         row = {"mode": mode, "step": step, **scalars}

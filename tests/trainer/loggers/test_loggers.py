@@ -52,6 +52,8 @@ def test_csv_reads_with_pandas_and_matches_scalars_jsonl(work_dir):
     assert train["iters_per_s"].isna().tolist() == [True, False, False, False]
     val = table[table["mode"] == "val"]
     assert list(val["step"]) == [6, 12]
+    hparams = pd.read_csv(f"{trainer.log_dir}/hparams.csv").set_index("name")["value"]
+    assert hparams["max_iters"] == "12" and hparams["log_interval"] == "3"
     assert list(val["acc"]) == pytest.approx([r["val/acc"] for r in records if r["mode"] == "val"])
 
 
@@ -179,10 +181,24 @@ def wandb_records(run_dir: str) -> list:
     return records
 
 
+def finished_records(run_dir: str) -> list:
+    """The records once W&B's service process has written the run's ``exit`` record: it writes
+    the file asynchronously and may still be at it when ``run.finish()`` returns."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while True:
+        records = wandb_records(run_dir)
+        if (records and records[-1].WhichOneof("record_type") == "exit") or \
+                time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)
+
+
 def wandb_history(run_dir: str) -> list[dict]:
     return [{item.key or "/".join(item.nested_key): json.loads(item.value_json)
              for item in r.history.item}
-            for r in wandb_records(run_dir) if r.WhichOneof("record_type") == "history"]
+            for r in finished_records(run_dir) if r.WhichOneof("record_type") == "history"]
 
 
 @pytest.mark.slow
@@ -198,8 +214,8 @@ def test_wandb_offline_run_holds_the_scalars_and_a_resume_continues_it(tmp_path,
                   train_series(records, "loss"))
     assert_series([(h["val/step"], h["val/acc"]) for h in history if "val/acc" in h],
                   [(r["iter"], r["val/acc"]) for r in records if r["mode"] == "val"])
-    (config,) = [r.run.config for r in wandb_records(run_dir) if r.WhichOneof("record_type")
-                 == "run"]
+    (config,) = [r.run.config for r in finished_records(run_dir)
+                 if r.WhichOneof("record_type") == "run"]
     values = {item.key: json.loads(item.value_json) for item in config.update}
     assert values["max_iters"] == 12
     first_id = run_dir.rsplit("-", 1)[-1]
