@@ -20,8 +20,6 @@ from trainer.callbacks.sampler_seed import DistSamplerSeedCallback
 from trainer.callbacks.tensorboard import TensorBoardCallback
 from trainer.callbacks.timer import IterTimerCallback
 
-from trainer.config.types import build_object
-
 CALLBACKS: dict[str, type[Callback]] = {
     cls.__name__: cls for cls in (
         CheckpointCallback, DistSamplerSeedCallback, EarlyStoppingCallback, EMACallback,
@@ -44,6 +42,8 @@ def build_callback(cfg: Callback | Mapping[str, Any]) -> Callback:
     if isinstance(cfg, Callback):
         return cfg
     if isinstance(cfg, Mapping):
+        from trainer.config.types import build_object  # the resolver, loaded when a dict is used
+
         return build_object(cfg, CALLBACKS, "callback")
     raise TypeError(
         f"a callback must be a Callback or a dict(type=...), got {type(cfg).__name__}")

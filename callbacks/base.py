@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from trainer.arguments import is_int
@@ -77,10 +78,20 @@ class Callback:
         priority: an int in [0, 100] or a name from ``PRIORITIES``; lower runs first.
 
     Example:
-        >>> class PrintLoss(Callback):
+        >>> from torch.utils.data import DataLoader
+        >>> from trainer import Trainer
+        >>> from trainer.datasets import digits_splits
+        >>> from trainer.demo import DigitsNet
+        >>> class EveryTen(Callback):
         ...     def after_train_iter(self, trainer, batch_idx, data_batch=None, outputs=None):
-        ...         if self.every_n_train_iters(trainer, 100):
-        ...             print(trainer.iter, float(outputs["loss"]))
+        ...         if self.every_n_train_iters(trainer, 10):
+        ...             print("iteration", trainer.iter + 1, "logged", sorted(outputs))
+        >>> trainer = Trainer(max_iters=20, work_dir="work_dirs/every_ten", callbacks=[EveryTen()],
+        ...                   optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.05)),
+        ...                   default_callbacks={"progress": None, "logger": None})
+        >>> _ = trainer.fit(DigitsNet(), DataLoader(digits_splits()[0], batch_size=32))
+        iteration 10 logged ['loss']
+        iteration 20 logged ['loss']
     """
 
     priority: int | str = "NORMAL"
@@ -89,7 +100,7 @@ class Callback:
         super().__init_subclass__(**kwargs)
         for name in HOOK_NAMES:
             method = cls.__dict__.get(name)
-            if callable(method):
+            if inspect.isfunction(method):  # plain methods; static/class methods stay as they are
                 setattr(cls, name, accept_runner_keyword(method))
 
     def __init__(self, priority: int | str | None = None) -> None:
@@ -122,21 +133,19 @@ class Callback:
     def after_val_iter(self, trainer: Trainer, batch_idx: int, data_batch: Any = None,
                        outputs: Any = None) -> None: ...
 
-    def before_test(self, trainer: Trainer) -> None: ...
-    def after_test(self, trainer: Trainer) -> None: ...
-    def before_test_epoch(self, trainer: Trainer) -> None: ...
-
-    def after_test_epoch(self, trainer: Trainer, metrics: dict[str, Any] | None = None) -> None:
-        ...
-
-    def before_test_iter(self, trainer: Trainer, batch_idx: int, data_batch: Any = None) -> None:
-        ...
-
-    def after_test_iter(self, trainer: Trainer, batch_idx: int, data_batch: Any = None,
-                        outputs: Any = None) -> None: ...
+    # The test loop's hook points take what the validation loop's take.
+    before_test, after_test, before_test_epoch = before_val, after_val, before_val_epoch
+    after_test_epoch, before_test_iter, after_test_iter = (
+        after_val_epoch, before_val_iter, after_val_iter)
 
     def before_save_checkpoint(self, trainer: Trainer, checkpoint: dict) -> None: ...
     def after_load_checkpoint(self, trainer: Trainer, checkpoint: dict) -> None: ...
+
+    @property
+    def monitored_metrics(self) -> Sequence[str]:
+        """Validation metric names this callback reads (``"accuracy"``); ``fit``'s sanity pass
+        checks them against what the evaluator returns before the first training iteration."""
+        return ()
 
     def state_dict(self) -> dict[str, Any]:
         """What this callback needs to continue after a resume; saved in every checkpoint."""

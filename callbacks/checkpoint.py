@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import posixpath
 from typing import Any
 
 import fsspec
@@ -10,6 +11,7 @@ from trainer.callbacks.base import Callback
 
 from trainer import checkpoint, dist
 from trainer.arguments import is_int
+from trainer.checkpoint.io import BEST_CHECKPOINT
 
 _GREATER_KEYS = ("acc", "top", "ap", "auc", "precision", "recall", "f1", "iou", "psnr", "ssim")
 _LESS_KEYS = ("loss", "error", "err", "mse", "mae", "rmse")
@@ -39,6 +41,9 @@ class CheckpointCallback(Callback):
         out_dir: directory (any fsspec URL) instead of ``work_dir``.
         save_begin: first epoch/iteration that may be saved.
         filename_tmpl: e.g. ``"epoch_{}.pth"``; defaults to MMEngine's names.
+        async_save: under FSDP, write sharded checkpoints in the background
+            (``torch.distributed.checkpoint.async_save``); the next save and the end of training
+            wait for it, and ``last_checkpoint`` moves only once it is complete.
     """
 
     priority = "VERY_LOW"
@@ -48,7 +53,7 @@ class CheckpointCallback(Callback):
                  rule: str | list[str] | None = None, save_optimizer: bool = True,
                  save_param_scheduler: bool = True, out_dir: str | None = None,
                  save_begin: int = 0, filename_tmpl: str | None = None,
-                 priority: int | str | None = None) -> None:
+                 async_save: bool = False, priority: int | str | None = None) -> None:
         super().__init__(priority)
         if not is_int(interval) or interval == 0 or interval < -1:
             raise ValueError(f"interval must be a positive int or -1, got {interval!r}")
@@ -69,6 +74,13 @@ class CheckpointCallback(Callback):
         self.best_ckpt_paths: dict[str, str] = {}
         self.kept: list[str] = []
         self.last_saved: int | None = None
+        self.async_save = async_save
+        self._pending: tuple[Any, str, list[str]] | None = None  # a save, its path, what expires
+
+    @property
+    def monitored_metrics(self) -> list[str]:
+        """The ``save_best`` names, checked against the evaluator's before training."""
+        return [name for name in self.save_best if name != "auto"]
 
     def before_train(self, trainer: Any) -> None:
         self.out_dir = self.out_dir or trainer.work_dir
@@ -87,6 +99,7 @@ class CheckpointCallback(Callback):
         done = trainer.epoch if self.by_epoch else trainer.iter
         if self.save_last and done and self.last_saved != done:
             self._save_regular(trainer, done)
+        self._finish_pending(trainer)
 
     def _due(self, done: int, total: int | None) -> bool:
         if done < self.save_begin:
@@ -94,23 +107,47 @@ class CheckpointCallback(Callback):
         return (self.interval > 0 and done % self.interval == 0) or (
             self.save_last and done == total)
 
+    def save_interrupted(self, trainer: Any, name: str) -> str:
+        """Save the interruption checkpoint ``name``; it rotates like a regular one."""
+        path = checkpoint.join(self.out_dir or trainer.work_dir, name)
+        self._save_rotating(trainer, path)  # synchronously: the process ends right after
+        return path
+
     def _save_regular(self, trainer: Any, done: int,
                       progress: dict[str, int] | None = None) -> None:
-        path = checkpoint.join(self.out_dir, self.filename_tmpl.format(done))
-        # Update the state first: the checkpoint must record itself as kept and saved.
-        self.last_saved = done
+        self.last_saved = done  # first: the checkpoint must record itself as saved
+        self._save_rotating(trainer, checkpoint.join(self.out_dir, self.filename_tmpl.format(done)),
+                            progress, self.async_save)
+
+    def _save_rotating(self, trainer: Any, path: str, progress: dict[str, int] | None = None,
+                       async_save: bool = False) -> None:
+        # Update the state first: the checkpoint must record itself as kept.
         self.kept.append(path)
         expired = self.kept[:-self.max_keep_ckpts] if self.max_keep_ckpts > 0 else []
         self.kept = self.kept[len(expired):]
-        self._save(trainer, path, progress)
+        self._pending = (self._save(trainer, path, progress, async_save), path, expired)
+        if not async_save:
+            self._finish_pending(trainer)
+
+    def _finish_pending(self, trainer: Any) -> None:
+        """Once a save is complete: point ``last_checkpoint`` at it and rotate old ones out."""
+        if self._pending is None:
+            return
+        pending, path, expired = self._pending
+        self._pending = None
+        if pending is not None:
+            pending.wait()
         if dist.is_main_process():
             checkpoint.write_last_checkpoint(trainer.work_dir, path)
         for old in expired:
             self._remove(old)
 
-    def _save(self, trainer: Any, path: str, progress: dict[str, int] | None = None) -> None:
-        trainer.save_checkpoint(path, save_optimizer=self.save_optimizer,
-                                save_param_scheduler=self.save_param_scheduler, progress=progress)
+    def _save(self, trainer: Any, path: str, progress: dict[str, int] | None = None,
+              async_save: bool = False) -> Any:
+        self._finish_pending(trainer)
+        return trainer.save_checkpoint(path, save_optimizer=self.save_optimizer,
+                                       save_param_scheduler=self.save_param_scheduler,
+                                       progress=progress, async_save=async_save)
 
     def after_val_epoch(self, trainer: Any, metrics: dict[str, Any] | None = None) -> None:
         if not self.save_best or not metrics or trainer.train_loop is None:
@@ -131,24 +168,29 @@ class CheckpointCallback(Callback):
             path = f"{prefix}{done}.pth"
             self.best_ckpt_paths[name] = path
             self._save(trainer, path)
+            if name == names[0] and dist.is_main_process():  # for ckpt_path="best" later
+                checkpoint.write_last_checkpoint(trainer.work_dir, path, BEST_CHECKPOINT)
             self._remove_older_best(prefix, path)
 
     @staticmethod
     def _remove_older_best(prefix: str, keep: str) -> None:
-        """Delete earlier best files of a metric, including one a resume did not know about."""
+        """Delete earlier best files of a metric, including one a resume did not know about.
+
+        Only this run's files are in ``out_dir``: a new run moved the earlier one's aside.
+        """
         if dist.is_main_process():
             fs, fs_prefix = fsspec.core.url_to_fs(prefix)
             _, keep_path = fsspec.core.url_to_fs(keep)
             for old in fs.glob(f"{fs_prefix}*.pth"):
                 if old != keep_path:
-                    fs.rm(old)
+                    fs.rm(old, recursive=True)  # a sharded checkpoint is a directory
 
-    @staticmethod
-    def _remove(path: str) -> None:
-        if dist.is_main_process():
+    def _remove(self, path: str) -> None:
+        """Delete a rotated-out checkpoint of this run (never one outside ``out_dir``)."""
+        if dist.is_main_process() and posixpath.dirname(path) == self.out_dir:
             fs, fs_path = fsspec.core.url_to_fs(path)
             if fs.exists(fs_path):
-                fs.rm(fs_path)
+                fs.rm(fs_path, recursive=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_scores": dict(self.best_scores),

@@ -26,27 +26,32 @@ DEFAULT_CALLBACKS: dict[str, type[Callback]] = {
 }
 
 
-def default_options(name: str, *, by_epoch: bool, jsonl: bool = True) -> dict[str, Any]:
+def default_options(name: str, *, by_epoch: bool, val_interval: int,
+                    jsonl: bool = True) -> dict[str, Any]:
     """The options a default callback gets before the user's overrides.
 
+    Checkpoints are saved every epoch, or every ``val_interval`` iterations (at each validation).
+
     Example:
-        >>> default_options("checkpoint", by_epoch=False)
-        {'interval': -1, 'by_epoch': False}
+        >>> default_options("checkpoint", by_epoch=False, val_interval=50)
+        {'interval': 50, 'by_epoch': False}
     """
-    if name == "checkpoint":  # after every epoch, or once at the end of iteration-based runs
-        return {"interval": 1, "by_epoch": True} if by_epoch else {"interval": -1, "by_epoch": False}
+    if name == "checkpoint":
+        return {"interval": 1, "by_epoch": True} if by_epoch \
+            else {"interval": val_interval, "by_epoch": False}
     if name == "logger" and not jsonl:  # Trainer(loggers=[...]) without "jsonl"
         return {"scalars_file": False}
     return {}
 
 
 def build_callbacks(extra: Sequence[Any] | None, overrides: Mapping[str, Any] | None, *,
-                    by_epoch: bool, jsonl: bool = True) -> list[Callback]:
+                    by_epoch: bool, val_interval: int, jsonl: bool = True) -> list[Callback]:
     """The default callbacks, adjusted by ``overrides``, followed by ``extra``; ``jsonl`` says
     whether the logger writes ``scalars.jsonl``.
 
     Example:
-        >>> built = build_callbacks(None, {"progress": None, "timer": None}, by_epoch=True)
+        >>> built = build_callbacks(None, {"progress": None, "timer": None}, by_epoch=True,
+        ...                         val_interval=1)
         >>> [type(c).__name__ for c in built]
         ['RuntimeInfoCallback', 'DistSamplerSeedCallback', 'ParamSchedulerCallback', \
 'LoggerCallback', 'CheckpointCallback']
@@ -66,8 +71,11 @@ def build_callbacks(extra: Sequence[Any] | None, overrides: Mapping[str, Any] | 
         if isinstance(override, Callback):
             built.append(override)
         elif isinstance(override, Mapping):
-            built.append(build_callback(
-                {"type": cls, **default_options(name, by_epoch=by_epoch, jsonl=jsonl), **override}))
+            options = default_options(name, by_epoch=by_epoch, val_interval=val_interval,
+                                      jsonl=jsonl)
+            # With no overrides there is nothing to resolve or check: the config layer stays unloaded.
+            built.append(cls(**options) if not override
+                         else build_callback({"type": cls, **options, **override}))
         else:
             raise TypeError(
                 f"default_callbacks[{name!r}] must be a dict of options, a Callback or None, "

@@ -42,7 +42,9 @@ class EarlyStoppingCallback(Callback):
     strictly better than ``stopping_threshold``. It stops at the end of the validation that
     decides it: ``trainer.stop_training`` is set there, so the loop ends without training
     further, and the last checkpoint is written as usual. The count and the best value are saved
-    in checkpoints, so a resumed run continues counting.
+    in checkpoints, so a resumed run continues counting. The message says the best value really
+    reached and where (``best_value``, ``best_at``); the reference for counting, ``best_score``,
+    only moves on gains of at least ``min_delta``.
 
     Args:
         monitor: the metric's name as the evaluator returns it (``"accuracy"``); a ``"val/"``
@@ -58,8 +60,11 @@ class EarlyStoppingCallback(Callback):
         stopping_threshold: stop as soon as the value is better than this.
 
     Example:
-        >>> EarlyStoppingCallback(monitor="accuracy", min_delta=0.001, patience=3)
-        EarlyStoppingCallback(priority='LOWEST')
+        >>> stopper = EarlyStoppingCallback(monitor="val/loss", patience=2)
+        >>> stopper.rule  # inferred from the name
+        'less'
+        >>> [stopper.check(loss) != "" for loss in (0.5, 0.4, 0.45, 0.41)]  # stop after 2 worse
+        [False, False, False, True]
     """
 
     priority = "LOWEST"
@@ -87,10 +92,17 @@ class EarlyStoppingCallback(Callback):
         self.patience = patience
         self.stopping_threshold = stopping_threshold
         self.wait_count = 0
-        self.best_score = -math.inf if self.rule == "greater" else math.inf
+        self.best_score = -math.inf if self.rule == "greater" else math.inf  # the reference
+        self.best_value = self.best_score  # the best value seen, at best_at (epoch, iter)
+        self.best_at: dict[str, int] | None = None
         self.stopped_at: dict[str, int] | None = None
         self.reason = ""
         self._training = False
+
+    @property
+    def monitored_metrics(self) -> list[str]:
+        """The ``monitor`` name, checked against the evaluator's before training."""
+        return [self.monitor]
 
     def _better(self, a: float, b: float) -> bool:
         return a > b if self.rule == "greater" else a < b
@@ -98,8 +110,7 @@ class EarlyStoppingCallback(Callback):
     def check(self, score: float) -> str:
         """Count ``score`` in; the reason to stop, or ``""`` to go on."""
         if self.check_finite and not math.isfinite(score):
-            return (f"monitored metric {self.monitor} = {score} is not finite; the best value "
-                    f"was {self.best_score:.4f}")
+            return f"monitored metric {self.monitor} = {score} is not finite"
         if self.stopping_threshold is not None and self._better(score, self.stopping_threshold):
             self.best_score = score
             return (f"stopping threshold reached: {self.monitor} = {score:.4f} is "
@@ -109,8 +120,7 @@ class EarlyStoppingCallback(Callback):
             self.wait_count += 1
             if self.wait_count >= self.patience:
                 return (f"{self.monitor} did not improve by {self.min_delta} in the last "
-                        f"{self.wait_count} validations; the best value was "
-                        f"{self.best_score:.4f}")
+                        f"{self.wait_count} validations")
             return ""
         self.best_score, self.wait_count = score, 0
         return ""
@@ -132,15 +142,29 @@ class EarlyStoppingCallback(Callback):
                 raise ValueError(message + " (strict=True)")
             warnings.warn(message + "; skipped", stacklevel=2)
             return
-        self.reason = self.check(float(metrics[self.monitor]))
+        score = float(metrics[self.monitor])
+        if math.isfinite(score) and (self.best_at is None or self._better(score, self.best_value)):
+            self.best_value, self.best_at = score, {"epoch": trainer.epoch, "iter": trainer.iter}
+        self.reason = self.check(score)
         if self.reason:
             trainer.stop_training = True
             self.stopped_at = {"epoch": trainer.epoch, "iter": trainer.iter}
-            print_log(f"Early stopping: {self.reason}.")
+            print_log(f"Early stopping: {self.reason}; {self.best_text()}.")
+
+    def best_text(self) -> str:
+        """``"the best accuracy was 0.9740, at epoch 5 (iteration 200)"``: the real best, which
+        may exceed the reference ``best_score`` when gains were smaller than ``min_delta``."""
+        if self.best_at is None:
+            return f"{self.monitor} had no finite value"
+        return (f"the best {self.monitor} was {self.best_value:.4f}, at epoch "
+                f"{self.best_at['epoch']} (iteration {self.best_at['iter']})")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"wait_count": self.wait_count, "best_score": self.best_score}
+        return {"wait_count": self.wait_count, "best_score": self.best_score,
+                "best_value": self.best_value, "best_at": self.best_at}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.wait_count = int(state_dict.get("wait_count", 0))
         self.best_score = float(state_dict.get("best_score", self.best_score))
+        self.best_value = float(state_dict.get("best_value", self.best_value))
+        self.best_at = state_dict.get("best_at")

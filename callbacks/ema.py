@@ -55,8 +55,21 @@ class EMACallback(Callback):
         strict_load: refuse an ``ema_state_dict`` whose keys differ from the model's.
 
     Example:
-        >>> ema = EMACallback(momentum=0.001, begin_iter=100)
-        >>> # Trainer(..., callbacks=[ema]) or callbacks=[dict(type="EMAHook", momentum=0.001)]
+        >>> from torch.utils.data import DataLoader
+        >>> from trainer import Trainer
+        >>> from trainer.checkpoint import load_checkpoint
+        >>> from trainer.datasets import digits_splits
+        >>> from trainer.demo import DigitsNet
+        >>> trainer = Trainer(max_iters=4, work_dir="work_dirs/ema",
+        ...                   callbacks=[EMACallback(momentum=0.5)],  # or dict(type="EMAHook")
+        ...                   optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.05)),
+        ...                   default_callbacks={"progress": None, "logger": None})
+        >>> _ = trainer.fit(DigitsNet(), DataLoader(digits_splits()[0], batch_size=32))
+        >>> ckpt = load_checkpoint("work_dirs/ema/iter_4.pth")
+        >>> ckpt["ema_state_dict"].keys() == ckpt["state_dict"].keys()
+        True
+        >>> torch.equal(ckpt["ema_state_dict"]["body.0.weight"], ckpt["state_dict"]["body.0.weight"])
+        False
     """
 
     priority = "NORMAL"

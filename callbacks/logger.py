@@ -22,6 +22,7 @@ from trainer.message_hub import STATISTICS
 MEAN_PATTERN = r".*(loss|time|data_time|grad_norm).*"
 _RATE = re.compile(r"(^|[./])(lr|momentum|weight_decay)($|/)")  # lr, lr/pg0, gen.lr
 _TIME_KEYS = ("time", "data_time")
+_TIMESTAMPED = re.compile(r"\d{8}_\d{6}$")
 
 
 def peak_memory_mb(device: torch.device) -> int:
@@ -80,8 +81,8 @@ class LoggerCallback(Callback):
             values are shown as their latest value.
         log_metric_by_epoch: record validation metrics at step ``epoch`` (else ``iter``) when
             training is epoch-based; this is the step TensorBoard plots them at.
-        interval_exp_name: print ``Exp name: ...`` every this many iterations and at the end of
-            each epoch, to find a run's files from its console output.
+        interval_exp_name: also print the ``Exp name: ...`` line every this many iterations
+            (MMEngine prints it every 1000); ``None`` prints it once, when training starts.
         ignore_last: skip the last iterations of an epoch (or of the run) that do not fill an
             interval. MMEngine defaults to ``True``; here ``False``, so short runs log their end.
         custom_cfg: per-key statistics, MMEngine's format:
@@ -103,7 +104,7 @@ class LoggerCallback(Callback):
     priority = "BELOW_NORMAL"
 
     def __init__(self, interval: int | None = None, window_size: int = 10,
-                 log_metric_by_epoch: bool = True, interval_exp_name: int = 1000,
+                 log_metric_by_epoch: bool = True, interval_exp_name: int | None = None,
                  ignore_last: bool = False,
                  custom_cfg: Sequence[Mapping[str, Any]] | None = None,
                  mean_pattern: str = MEAN_PATTERN, num_digits: int = 4,
@@ -143,6 +144,7 @@ class LoggerCallback(Callback):
         self._training = True
         self._by_epoch = trainer.by_epoch
         self._last = trainer.train_loop.epoch_length if trainer.by_epoch else trainer.max_iters
+        self.log.info(header(trainer))
 
     def after_train(self, trainer: Any) -> None:
         self._training = False
@@ -153,7 +155,7 @@ class LoggerCallback(Callback):
         # every iteration, so it only compares ints it prepared in before_train.
         done = batch_idx + 1
         last = done == self._last
-        if (trainer.state.iter + 1) % self.interval_exp_name == 0 or (last and self._by_epoch):
+        if self.interval_exp_name and (trainer.state.iter + 1) % self.interval_exp_name == 0:
             self.log.info(f"Exp name: {experiment_name(trainer)}")
         if done % self._interval == 0 or (last and not self.ignore_last):
             self._log_train(trainer, batch_idx)
@@ -233,8 +235,21 @@ class LoggerCallback(Callback):
 
 
 def experiment_name(trainer: Any) -> str:
-    """The last folder of ``work_dir`` and the run's timestamp, e.g. ``net_20240101_120000``."""
-    return f"{trainer.work_dir.rstrip('/').rsplit('/', 1)[-1]}_{trainer.timestamp}"
+    """The last folder of ``work_dir`` and the run's timestamp, e.g. ``net_20240101_120000``;
+    a folder already named with a timestamp (``digits_20240101_115959``) is not stamped twice."""
+    folder = trainer.work_dir.rstrip("/").rsplit("/", 1)[-1]
+    if _TIMESTAMPED.search(folder):
+        return folder
+    return f"{folder}_{trainer.timestamp}"
+
+
+def header(trainer: Any) -> str:
+    """The one line a run starts with: its name, its length, and where its files go."""
+    length = (f"{trainer.max_epochs} epochs of {trainer.train_loop.epoch_length} iterations"
+              if trainer.by_epoch else f"{trainer.max_iters} iterations")
+    start = f", resumed at iteration {trainer.iter}" if trainer.iter else ""
+    return (f"Exp name: {experiment_name(trainer)}  ({length}{start}; checkpoints in "
+            f"{trainer.work_dir}, logs in {trainer.log_dir})")
 
 
 def _is_number(value: Any) -> bool:

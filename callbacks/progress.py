@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import sys
 import time
@@ -80,19 +81,20 @@ class ProgressBarCallback(Callback):
 
     Training counts what the loop counts: the batches of the current epoch (the bar restarts
     each epoch, titled ``Epoch 3/10``) or the iterations of an iteration-based run. The postfix
-    shows the latest loss and learning rate.
+    shows what the logger last logged, so the bar's ``loss`` is the log line's (smoothed over
+    the logger's window) and costs no device read of its own, and, after a validation, its
+    metrics (``val/accuracy``).
 
     Where the output goes decides the look (``mode="auto"``): a widget in a Jupyter notebook
-    (when ``ipywidgets`` is installed; a text bar otherwise), a redrawn text bar in a terminal,
-    and whole lines without carriage returns when the output is not a terminal (CI logs, files).
+    with ``ipywidgets`` (whole lines, as in a log, without it), a redrawn text bar in a
+    terminal, and whole lines without carriage returns when the output is not a terminal (CI
+    logs, files): one line per training epoch (about ten per iteration-based run), none for
+    evaluation, whose metrics the logger prints.
 
     Args:
-        refresh_interval: iterations between updates of the loss/lr postfix, which read values
-            back from the device; ``None`` uses the Trainer's ``log_interval``, so the bar syncs
-            only on iterations that log anyway.
         mode: ``"auto"``, ``"terminal"``, ``"notebook"`` or ``"plain"``.
         plain_interval: in plain mode, iterations between lines of the training bar; ``None``
-            writes about ten lines per bar. Evaluation bars write one line when they finish.
+            writes one line per epoch (epoch-based) or about ten per run (iteration-based).
 
     Example:
         >>> ProgressBarCallback(mode="plain", plain_interval=100)
@@ -102,45 +104,65 @@ class ProgressBarCallback(Callback):
     # Before the logger (BELOW_NORMAL), so an evaluation bar is gone before the metrics line.
     priority = "ABOVE_NORMAL"
 
-    def __init__(self, refresh_interval: int | None = None, mode: str = "auto",
-                 plain_interval: int | None = None, priority: int | str | None = None) -> None:
+    def __init__(self, mode: str = "auto", plain_interval: int | None = None,
+                 priority: int | str | None = None) -> None:
         super().__init__(priority)
-        for name, value in (("refresh_interval", refresh_interval),
-                            ("plain_interval", plain_interval)):
-            check_positive_int(name, value, allow_none=True)
+        check_positive_int("plain_interval", plain_interval, allow_none=True)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.refresh_interval = refresh_interval
         self.mode = mode
         self.plain_interval = plain_interval
-        self._refresh = refresh_interval or 1
         self._train: Any = None
         self._eval: Any = None
         self._enabled = True
+        self._shown: dict[str, str] = {}
 
-    def _bar(self, total: int | None, desc: str, initial: int = 0, train: bool = True) -> Any:
-        stream = sys.stderr
-        mode = detect_mode(stream) if self.mode == "auto" else self.mode
-        if mode == "plain":
-            every = (self.plain_interval or max(1, math.ceil((total or 100) / 10))) if train else 0
-            return PlainBar(total, desc, every, stream, initial)
+    def _mode(self) -> str:
+        mode = detect_mode(sys.stderr) if self.mode == "auto" else self.mode
+        if mode == "notebook" and importlib.util.find_spec("ipywidgets") is None:
+            # A text bar redrawn around log lines leaves fragments in a notebook: whole lines,
+            # on stdout with the log lines, so the notebook keeps them in order.
+            return "lines"
+        return mode
+
+    def _bar(self, total: int | None, desc: str, initial: int = 0, train: bool = True,
+             every: int = 0) -> Any:
+        mode = self._mode()
+        if mode in ("plain", "lines"):
+            stream = sys.stdout if mode == "lines" else sys.stderr
+            return PlainBar(total, desc, self.plain_interval or every, stream,
+                            initial) if train else None
         kwargs = dict(total=total, desc=desc, initial=initial, leave=train, unit="it",
                       dynamic_ncols=True)
         if mode == "notebook":
-            try:
-                import ipywidgets  # noqa: F401  (tqdm.notebook needs it to draw)
-                from tqdm.notebook import tqdm as notebook_tqdm
-                return notebook_tqdm(**kwargs)
-            except ImportError:
-                pass  # a text bar: notebooks render carriage returns
-        return tqdm(file=stream, mininterval=0.1, **kwargs)
+            from tqdm.notebook import tqdm as notebook_tqdm
+
+            return notebook_tqdm(**kwargs)
+        return tqdm(file=sys.stderr, mininterval=0.1, **kwargs)
+
+    def before_run(self, trainer: Any) -> None:
+        self._enabled = trainer.rank == 0
+        self._shown = {}
+        trainer.message_hub.subscribe(self._show)
+
+    def _show(self, mode: str, scalars: dict[str, float], step: int) -> None:
+        """A record the logger published: its losses and lr, or the metrics of a validation."""
+        if mode == "train":
+            losses = {k: format(v, ".4f") for k, v in scalars.items() if "loss" in k}
+            rates = {k: format(v, ".3e") for k, v in scalars.items()
+                     if k == "lr" or k.endswith(".lr")}
+            metrics = {k: v for k, v in self._shown.items() if k.startswith("val/")}
+            self._shown = {**losses, **rates, **metrics}
+        elif mode == "val":
+            self._shown.update({f"val/{k}": format(v, ".4f") for k, v in scalars.items()})
+        if self._train is not None:
+            self._train.set_postfix(self._shown, refresh=False)
 
     # Training.
     def before_train(self, trainer: Any) -> None:
-        self._enabled = trainer.rank == 0
-        self._refresh = self.refresh_interval or trainer.log_interval
         if self._enabled and not trainer.by_epoch:
-            self._train = self._bar(trainer.max_iters, "Train", initial=trainer.iter)
+            self._train = self._bar(trainer.max_iters, "Train", initial=trainer.iter,
+                                    every=math.ceil(trainer.max_iters / 10))
 
     def before_train_epoch(self, trainer: Any) -> None:
         if not (self._enabled and trainer.by_epoch):
@@ -148,15 +170,12 @@ class ProgressBarCallback(Callback):
         desc = f"Epoch {trainer.epoch + 1}/{trainer.max_epochs}"
         self._train = self._bar(trainer.train_loop.epoch_length, desc,
                                 initial=trainer.state.batch_idx)
+        self._train.set_postfix(self._shown, refresh=False)
 
     def after_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
-        bar = self._train
-        if bar is None:
-            return
-        if (batch_idx + 1) % self._refresh == 0:
-            bar.set_postfix(postfix(trainer), refresh=False)
-        bar.update(1)
+        if self._train is not None:
+            self._train.update(1)
 
     def after_train_epoch(self, trainer: Any) -> None:
         self.after_train(trainer)  # each epoch's bar stays as one finished line
@@ -167,20 +186,20 @@ class ProgressBarCallback(Callback):
             self._train = None
 
     # Evaluation.
-    def _start_eval(self, trainer: Any, desc: str, loader: Any) -> None:
+    def _start_eval(self, trainer: Any, desc: str, loop: Any) -> None:
         if trainer.rank != 0:
             return
         try:
-            total = len(loader)
+            total = len(loop.dataloader)  # this rank's share, not the whole loader given
         except TypeError:
             total = None
         self._eval = self._bar(total, desc, train=False)
 
     def before_val_epoch(self, trainer: Any) -> None:
-        self._start_eval(trainer, "Validation", trainer.val_dataloader)
+        self._start_eval(trainer, "Validation", trainer.val_loop)
 
     def before_test_epoch(self, trainer: Any) -> None:
-        self._start_eval(trainer, "Test", trainer.test_dataloader)
+        self._start_eval(trainer, "Test", trainer.test_loop)
 
     def _step_eval(self, trainer: Any, batch_idx: int, data_batch: Any = None,
                    outputs: Any = None) -> None:
@@ -197,18 +216,8 @@ class ProgressBarCallback(Callback):
     after_val_epoch = after_test_epoch = _end_eval  # type: ignore[assignment]
 
     def after_run(self, trainer: Any) -> None:
+        trainer.message_hub.unsubscribe(self._show)
         for bar in (self._train, self._eval):
             if bar is not None:
                 bar.close()
         self._train = self._eval = None
-
-
-def postfix(trainer: Any) -> dict[str, str]:
-    """The latest loss and learning rate (reads them back from the device)."""
-    scalars = trainer.message_hub.scalars
-    shown = {}
-    for key, fmt in (("train/loss", ".4f"), ("train/lr", ".3e")):
-        buffer = scalars.get(key)
-        if buffer is not None and len(buffer):
-            shown[key[6:]] = format(buffer.current(), fmt)
-    return shown

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from trainer.callbacks import Callback
 
 from trainer import BaseModel
 
@@ -54,6 +55,33 @@ def work_dir(tmp_path) -> str:
 def _one_thread():
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture
+def one_rank_group():
+    """A real gloo process group of one rank, for wrapping a model in DDP in this process."""
+    torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0,
+                                         world_size=1)
+    yield
+    torch.distributed.destroy_process_group()
+
+
+class SaveAfterValidation(Callback):
+    """Saves a checkpoint after validation number ``after`` (once the other callbacks and the
+    schedulers have counted it), and with ``stop=True`` ends training there."""
+
+    priority = "LOWEST"  # after every other callback's after_val_epoch
+
+    def __init__(self, path, after, stop=False):
+        super().__init__()
+        self.path, self.after, self.stop, self.seen = path, after, stop, 0
+
+    def after_val_epoch(self, trainer, metrics=None):
+        self.seen += 1
+        if self.seen == self.after:
+            trainer.save_checkpoint(self.path)
+            if self.stop:
+                trainer.stop_training = True
 
 
 def accuracy():

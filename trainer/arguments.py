@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from numbers import Real
 from typing import Any
 
 import torch
 
-from trainer.config.types import resolve_type
+from trainer.suggestions import lightning_value_hint
 
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 ACCELERATORS = ("auto", "cpu", "cuda")
+ACCELERATOR_ALIASES = {"gpu": "cuda"}  # Lightning's name for CUDA
 
 
-def check_run_length(max_epochs: Any, max_iters: Any) -> None:
-    if (max_epochs is None) == (max_iters is None):
+def check_run_length(max_epochs: Any, max_iters: Any, *, required: bool = False) -> None:
+    """At most one of the two (exactly one when ``required``, as ``fit`` needs)."""
+    both, neither = max_epochs is not None and max_iters is not None, (max_epochs, max_iters) == (
+        None, None)
+    if both or (required and neither):
+        what = "fit() needs" if neither else "pass"
         raise ValueError(
-            "pass exactly one of max_epochs= (epoch-based training) or max_iters= "
-            f"(iteration-based training); got max_epochs={max_epochs!r}, max_iters={max_iters!r}")
+            f"{what} exactly one of max_epochs= (epoch-based training) or max_iters= "
+            f"(iteration-based training); got max_epochs={max_epochs!r}, "
+            f"max_iters={max_iters!r}. validate(), test() and predict() need neither")
     for name, value in (("max_epochs", max_epochs), ("max_iters", max_iters)):
         if value is not None:
             check_positive_int(name, value)
@@ -68,14 +75,61 @@ def check_non_negative_int(name: str, value: Any, *, allow_none: bool = False) -
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     value = str(value) if is_int(value) else value
     if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}"
+                         f"{lightning_value_hint(name, value)}")
     return value
 
 
-def check_loop_class(name: str, loop: Any, base: type) -> type:
+def check_accelerator(accelerator: Any) -> str:
+    """One of ``ACCELERATORS``; Lightning's ``"gpu"`` is accepted as ``"cuda"``."""
+    accelerator = ACCELERATOR_ALIASES.get(accelerator, accelerator) if isinstance(
+        accelerator, str) else accelerator
+    return check_choice("accelerator", accelerator, ACCELERATORS)
+
+
+def check_loop(name: str, loop: Any, base: type) -> tuple[type, dict[str, Any]]:
+    """``(loop class, its extra constructor options)`` from a class or ``dict(type=..., **options)``.
+
+    Example:
+        >>> from trainer.loops import IterBasedTrainLoop, BaseTrainLoop
+        >>> check_loop("train_loop", dict(type=IterBasedTrainLoop, dynamic_intervals=[(10, 2)]),
+        ...            BaseTrainLoop)[1]
+        {'dynamic_intervals': [(10, 2)]}
+    """
+    options: dict[str, Any] = {}
+    if isinstance(loop, Mapping):
+        from trainer.config.types import check_kwargs, resolve_type  # loaded only when used
+
+        options = {k: v for k, v in loop.items() if k != "type"}
+        loop = resolve_type(loop.get("type"), {}, name)
+        check_kwargs(loop, options, name)
     if not (isinstance(loop, type) and issubclass(loop, base)):
-        raise TypeError(f"{name} must be a subclass of {base.__name__}, got {loop!r}")
-    return loop
+        raise TypeError(f"{name} must be a subclass of {base.__name__} or dict(type=that "
+                        f"class, **its options), got {loop!r}")
+    if "dynamic_intervals" in options:  # checked now rather than when fit builds the loop
+        options["dynamic_intervals"] = check_dynamic_intervals(options["dynamic_intervals"])
+    return loop, options
+
+
+def check_dynamic_intervals(value: Any) -> list[tuple[int, int]]:
+    """MMEngine's ``dynamic_intervals``: ``(milestone, interval)`` pairs, milestones increasing.
+
+    Example:
+        >>> check_dynamic_intervals([(10, 2), [20, 1]])
+        [(10, 2), (20, 1)]
+    """
+    if value is None:
+        return []
+    pairs = list(value) if isinstance(value, (list, tuple)) else None
+    ok = pairs is not None and all(
+        isinstance(p, (list, tuple)) and len(p) == 2 and all(is_int(v) and v > 0 for v in p)
+        for p in pairs)
+    milestones = [p[0] for p in pairs] if ok else []
+    if not ok or milestones != sorted(set(milestones)):
+        raise ValueError("dynamic_intervals must be a list of (milestone, interval) pairs of "
+                         f"positive ints with increasing milestones, e.g. [(10, 2), (20, 1)], "
+                         f"got {value!r}")
+    return [(int(m), int(i)) for m, i in pairs]
 
 
 def resolve_device(accelerator: str) -> torch.device:
@@ -108,10 +162,11 @@ def check_auto_scale_lr(cfg: Any) -> dict[str, Any] | None:
 
 def check_optim_wrapper_types(cfg: Any) -> None:
     """Resolve every ``type`` of an optim_wrapper dict now, so a typo fails at construction."""
-    from trainer.optim import OPTIM_WRAPPERS, OPTIMIZERS
-
     if not isinstance(cfg, dict):
         return
+    from trainer.config.types import resolve_type  # loaded only when a dict needs it
+    from trainer.optim import OPTIM_WRAPPERS, OPTIMIZERS
+
     if "optimizer" not in cfg and "type" not in cfg:  # several optimizers, keyed by submodule
         for sub in cfg.values():
             check_optim_wrapper_types(sub)
@@ -125,10 +180,11 @@ def check_optim_wrapper_types(cfg: Any) -> None:
 
 def check_scheduler_types(cfg: Any) -> None:
     """Resolve the ``type`` of each param_scheduler dict now."""
-    from trainer.schedulers import SCHEDULERS
-
     for item in cfg if isinstance(cfg, (list, tuple)) else [cfg]:
         if isinstance(item, dict):
+            from trainer.config.types import resolve_type
+            from trainer.schedulers import SCHEDULERS
+
             if "type" not in item:
                 raise ValueError(f"param_scheduler config {item!r} has no 'type' key")
             resolve_type(item["type"], SCHEDULERS, "param_scheduler")

@@ -1,4 +1,5 @@
-"""The command line: ``python -m trainer {train,test,migrate,print-config,convert-ema,plot}``."""
+"""The command line: ``python -m trainer {train,test,migrate,print-config,convert-ema,
+consolidate,plot}``."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ examples:
   python -m trainer migrate old_mmcv_config.py > configs/net.py
   python -m trainer print-config configs/net.py --cfg-options train_cfg.max_epochs=1
   python -m trainer convert-ema work_dirs/net/epoch_12.pth net_for_mmengine.pth --to mmengine
+  python -m trainer consolidate work_dirs/net/epoch_12.pth net_epoch_12.pth   # FSDP -> one file
   python -m trainer plot work_dirs/net -o curves.png
 
 A config is a Python file of top-level assignments (MMEngine's fields: model,
@@ -34,6 +36,10 @@ _CFG_OPTIONS_HELP = (
     "values are Python literals ([6,8], True, None, 'x') or plain words")
 _BUILD_ERRORS = (ValueError, TypeError, KeyError, ImportError, FileNotFoundError,
                  NotImplementedError, SyntaxError)
+# What a user's mistake raises anywhere in a command (a missing checkpoint, a used work_dir, a
+# misspelt metric found by the sanity pass): one line and exit status 2, unless --debug.
+_USER_ERRORS = (*_BUILD_ERRORS, FileExistsError, FloatingPointError)
+_DEBUG_HELP = "show the full traceback of an error instead of one line"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,14 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trainer", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train, test and convert configs with trainer's Trainer.", epilog=_EPILOG)
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    train = commands.add_parser(
-        "train", help="train the model of a config",
+    train = _config_command(
+        commands, "train", help="train the model of a config",
         description="Train the model of CONFIG: build the Trainer with Trainer.from_config and "
-                    "call fit(). Checkpoints, logs and the resolved config go to the work_dir.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("config", metavar="CONFIG", help="the config file (.py, .json, .yaml)")
+                    "call fit(). Checkpoints, logs and the resolved config go to the work_dir.")
     train.add_argument("--work-dir", metavar="DIR",
                        help="where checkpoints and logs go (default: the config's work_dir, or "
                             "work_dirs/<config name>)")
@@ -61,17 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--auto-scale-lr", action="store_true",
                        help="scale the learning rate by (processes x batch size) / "
                             "auto_scale_lr.base_batch_size")
-    _common(train)
 
-    test = commands.add_parser(
-        "test", help="test a checkpoint with a config's test_dataloader",
+    test = _config_command(
+        commands, "test", help="test a checkpoint with a config's test_dataloader",
         description="Load CHECKPOINT's weights into the config's model, run the test loop over "
-                    "test_dataloader with test_evaluator, and print the metrics as JSON.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    test.add_argument("config", metavar="CONFIG", help="the config file")
+                    "test_dataloader with test_evaluator, and print the metrics as JSON.")
     test.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint path or URL")
     test.add_argument("--work-dir", metavar="DIR", help="where the test log goes")
-    _common(test)
 
     migrate = commands.add_parser(
         "migrate", help="rewrite an MMCV runner config in the new form",
@@ -104,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     ema.add_argument("--to", choices=("mmengine", "trainer"), default="mmengine",
                      help="the layout to write (default: mmengine)")
 
+    consolidate = commands.add_parser(
+        "consolidate", help="turn a sharded (FSDP) checkpoint directory into one file",
+        description="Read the torch.distributed.checkpoint directory DIR that a "
+                    "Trainer(strategy='fsdp') run wrote and write its meta and full weights "
+                    "to FILE, an ordinary checkpoint that torch.load(weights_only=True) and "
+                    "Trainer.test(ckpt_path=FILE) read. Both may be fsspec URLs.")
+    consolidate.add_argument("directory", metavar="DIR", help="the sharded checkpoint")
+    consolidate.add_argument("output", metavar="FILE", help="the file to write")
+
     plot = commands.add_parser(
         "plot", help="draw a run's curves into a PNG",
         description="Draw WORK_DIR's training loss, learning rate and validation metrics "
@@ -112,14 +122,24 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("work_dir", metavar="WORK_DIR", help="the run's work_dir")
     plot.add_argument("-o", "--output", metavar="FILE",
                       help="the PNG to write (default: WORK_DIR/curves.png)")
+
+    for command in commands.choices.values():  # also after the command: train cfg.py --debug
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help=_DEBUG_HELP)
+
     return parser
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _config_command(commands: Any, name: str, **texts: str) -> argparse.ArgumentParser:
+    """A command that builds a Trainer from CONFIG: the config, ``--cfg-options``, ``--launcher``."""
+    parser = commands.add_parser(name, **texts, epilog=_EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", metavar="CONFIG", help="the config file (.py, .json, .yaml)")
     parser.add_argument("--cfg-options", nargs="+", metavar="KEY=VALUE", help=_CFG_OPTIONS_HELP)
     parser.add_argument("--launcher", choices=("none", "pytorch"), default="none",
                         help="'pytorch' when the processes are started by torchrun "
                              "(default: none, one process)")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,11 +152,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     config_log.setLevel(logging.INFO)
     try:
         return _COMMANDS[args.command](args)
-    except _ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (_ConfigError, *_USER_ERRORS) as err:
+        if args.debug:
+            raise
+        print(f"error: {one_line(err)} (--debug shows the traceback)", file=sys.stderr)
         return 2
     finally:
         config_log.removeHandler(handler)
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (a ``KeyError``'s without the quotes ``str`` adds)."""
+    text = err.args[0] if isinstance(err, KeyError) and len(err.args) == 1 else str(err)
+    return " ".join(str(text).split()) or type(err).__name__
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -249,6 +277,17 @@ def _convert_ema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _consolidate(args: argparse.Namespace) -> int:
+    from trainer.checkpoint.sharded import consolidate
+
+    try:
+        consolidate(args.directory, args.output)
+    except (ValueError, FileNotFoundError) as err:
+        raise _ConfigError(str(err)) from err
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from trainer.plot import plot_run
 
@@ -261,5 +300,5 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"train": _train, "test": _test, "migrate": _migrate, "print-config": _print_config,
-             "convert-ema": _convert_ema, "plot": _plot}
+             "convert-ema": _convert_ema, "consolidate": _consolidate, "plot": _plot}
 

@@ -1,5 +1,5 @@
 """The data sets that ship with the package (public name: ``trainer.datasets``)."""
 
-from trainer.data.digits import digits_splits, load_digits
+from trainer.data.digits import Digits, digits_splits, load_digits
 
-__all__ = ["digits_splits", "load_digits"]
+__all__ = ["Digits", "digits_splits", "load_digits"]

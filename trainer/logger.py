@@ -46,11 +46,6 @@ class RunLog:
             tqdm.write(message)
             self._write(self.log_path, message + "\n")
 
-    def file_only(self, message: str) -> None:
-        """Write ``message`` to the text log without printing it."""
-        if dist.is_main_process():
-            self._write(self.log_path, message + "\n")
-
     def scalars(self, values: dict[str, Any]) -> None:
         if dist.is_main_process():
             clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v))

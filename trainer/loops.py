@@ -5,11 +5,13 @@ Each ``run``/``run_epoch``/``run_iter`` fits on a screen and every callback call
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import bisect
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from trainer.arguments import check_dynamic_intervals
 from trainer.data.samplers import make_resumable
 from trainer.randomness import preserve_rng
 
@@ -47,16 +49,22 @@ def set_sampler_epoch(dataloader: Any, epoch: int) -> None:
 
 
 class BaseTrainLoop:
-    """What both training loops share: the validation schedule and the per-iteration step."""
+    """What both training loops share: the validation schedule and the per-iteration step.
+
+    ``dynamic_intervals=[(m1, i1), (m2, i2)]`` (MMEngine's): validate every ``val_interval``
+    until ``m1`` epochs/iterations are done, every ``i1`` from then on, every ``i2`` from ``m2``.
+    """
 
     def __init__(self, trainer: Trainer, dataloader: Iterable, val_loop: ValLoop | None = None,
-                 val_begin: int = 1, val_interval: int = 1) -> None:
+                 val_begin: int = 1, val_interval: int = 1,
+                 dynamic_intervals: Sequence[tuple[int, int]] | None = None) -> None:
         self.trainer = trainer
         self.epoch_length = loader_length(dataloader, "train_dataloader")
         self.dataloader, self.sampler = make_resumable(dataloader, trainer.rank)
         self.val_loop = val_loop
         self.val_begin = val_begin
         self.val_interval = val_interval
+        self.dynamic_intervals = check_dynamic_intervals(dynamic_intervals)
 
     # What MMEngine's loops offer a hook (runner.train_loop.iter, ...), read from the state.
     runner = property(lambda self: self.trainer)
@@ -67,9 +75,18 @@ class BaseTrainLoop:
         """MMEngine's rule: every ``val_interval`` from ``val_begin``, and at the end."""
         if self.val_loop is None or done < self.val_begin:
             return False
-        return done % self.val_interval == 0 or done == total or self.trainer.state.stop_training
+        return (done % self.current_val_interval(done) == 0 or done == total
+                or self.trainer.state.stop_training)
+
+    def current_val_interval(self, done: int) -> int:
+        """``val_interval``, or the one of the last milestone of ``dynamic_intervals`` passed."""
+        if not self.dynamic_intervals:
+            return self.val_interval
+        step = bisect.bisect([m for m, _ in self.dynamic_intervals], done)
+        return self.val_interval if step == 0 else self.dynamic_intervals[step - 1][1]
 
     def validate(self) -> None:
+        self.trainer.nonfinite.check()  # a non-finite loss never reaches a validation
         self.val_loop.run()
         self.trainer.model.train()
 
@@ -77,6 +94,7 @@ class BaseTrainLoop:
         trainer = self.trainer
         trainer.call_hook("before_train_iter", batch_idx=batch_idx, data_batch=data_batch)
         outputs = trainer.wrapped_model.train_step(data_batch, optim_wrapper=trainer.optim_wrapper)
+        trainer.nonfinite.record(trainer.state.iter, outputs)
         self.advance()
         trainer.call_hook(
             "after_train_iter", batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
@@ -123,8 +141,9 @@ class EpochBasedTrainLoop(BaseTrainLoop):
     max_iters = property(lambda self: self.trainer.state.max_iters)
 
     def __init__(self, trainer: Trainer, dataloader: Iterable, max_epochs: int,
-                 val_loop: ValLoop | None = None, val_begin: int = 1, val_interval: int = 1) -> None:
-        super().__init__(trainer, dataloader, val_loop, val_begin, val_interval)
+                 val_loop: ValLoop | None = None, val_begin: int = 1, val_interval: int = 1,
+                 dynamic_intervals: Sequence[tuple[int, int]] | None = None) -> None:
+        super().__init__(trainer, dataloader, val_loop, val_begin, val_interval, dynamic_intervals)
         self.max_epochs = max_epochs
 
     def run(self) -> None:
@@ -145,6 +164,7 @@ class EpochBasedTrainLoop(BaseTrainLoop):
             trainer.model, trainer.state.batch_idx, self.epoch_length)
         for batch_idx, data_batch in enumerate(self.new_iterator(), trainer.state.batch_idx):
             self.run_iter(batch_idx, data_batch)
+            trainer.interrupts.check(trainer.state.iter)  # before the next batch is drawn
         trainer.call_hook("after_train_epoch")
         trainer.state.epoch += 1
         trainer.state.batch_idx = 0
@@ -153,14 +173,14 @@ class EpochBasedTrainLoop(BaseTrainLoop):
 class IterBasedTrainLoop(BaseTrainLoop):
     """Train for ``max_iters`` batches, restarting the loader (and counting epochs) as it empties."""
 
-    max_epochs = property(lambda self: self.trainer.state.max_epochs)
-
     def __init__(self, trainer: Trainer, dataloader: Iterable, max_iters: int,
-                 val_loop: ValLoop | None = None, val_begin: int = 1,
-                 val_interval: int = 1000) -> None:
-        super().__init__(trainer, dataloader, val_loop, val_begin, val_interval)
+                 val_loop: ValLoop | None = None, val_begin: int = 1, val_interval: int = 1000,
+                 dynamic_intervals: Sequence[tuple[int, int]] | None = None) -> None:
+        super().__init__(trainer, dataloader, val_loop, val_begin, val_interval, dynamic_intervals)
+        self._iterator: Iterator | None = None  # over the current pass; None between passes
         self.max_iters = max_iters
-        self._iterator: Iterator | None = None
+
+    max_epochs = property(lambda self: self.trainer.state.max_epochs)  # passes, settled by fit
 
     def run(self) -> None:
         trainer = self.trainer
@@ -170,6 +190,7 @@ class IterBasedTrainLoop(BaseTrainLoop):
         trainer.model.train()
         state = trainer.state
         while state.iter < self.max_iters and not state.stop_training:
+            trainer.interrupts.check(state.iter)  # after the last validation, before a batch
             self.run_iter(state.iter, self.next_batch())
             if self.should_validate(state.iter, self.max_iters):
                 self.validate()
@@ -218,7 +239,7 @@ class _EvalLoop:
         trainer.model.eval()
         self.evaluator.to(trainer.device)
         self.evaluator.reset()
-        with preserve_rng(), torch.no_grad():
+        with preserve_rng(), torch.no_grad(), trainer.strategy.eval_context(trainer.model):
             for batch_idx, data_batch in enumerate(self.dataloader):
                 self.run_iter(batch_idx, data_batch)
         metrics = self.evaluator.evaluate(dataset_size(self.dataloader))

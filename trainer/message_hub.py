@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from typing import Any
 
 import torch
@@ -37,24 +38,35 @@ class HistoryBuffer:
             self._flush()
 
     def _flush(self) -> None:
-        if not self._pending:
-            return
         pending = self._pending
-        if all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in pending):
-            values = torch.stack(pending).float().tolist()  # one device sync for the lot
-        else:
+        if not pending:
+            return
+        values = None
+        if isinstance(pending[0], torch.Tensor):  # a step's outputs: one device sync for the lot
+            try:
+                values = torch.stack(pending).float().reshape(-1).tolist()
+            except (RuntimeError, TypeError):
+                values = None  # mixed shapes or types: fall back to one by one
+            if values is not None and len(values) != len(pending):
+                values = None
+        if values is None:
             values = [float(v) for v in pending]
         self._recent.extend(values)
         self._total += sum(values)
         self._count += len(values)
-        self._pending.clear()
+        pending.clear()
 
     def values(self, window: int | None = None) -> list[float]:
         """The last ``window`` kept values, newest last (all kept values when ``None``)."""
         self._flush()
-        if window is None or window >= len(self._recent):
-            return list(self._recent)
-        return list(self._recent)[-window:] if window > 0 else []
+        recent = self._recent
+        if window is None or window >= len(recent):
+            return list(recent)
+        if window <= 0:
+            return []
+        newest = list(islice(reversed(recent), window))  # O(window), not O(kept values)
+        newest.reverse()
+        return newest
 
     def current(self) -> float:
         self._flush()

@@ -16,9 +16,11 @@ from trainer import arguments, checkpoint, dist
 from trainer.callbacks.base import Callback
 from trainer.callbacks.callback_list import CallbackList
 from trainer.callbacks.defaults import build_callbacks
+from trainer.checkpoint import interrupt, workdir
 from trainer.checkpoint.manager import CheckpointMixin, callback_keys
 from trainer.compat.runner import RunnerAttributes
-from trainer.dist import launch
+from trainer.compile import check_compile, compile_model
+from trainer.dist import fsdp, launch
 from trainer.dist.strategy import Strategy, parse_strategy
 from trainer.evaluation.evaluator import Evaluator
 from trainer.loggers import build_loggers
@@ -31,10 +33,14 @@ from trainer.loops import (
     loader_length,
 )
 from trainer.message_hub import MessageHub
+from trainer.model import check_model
+from trainer.nonfinite import NonFiniteCheck
 from trainer.optim import build_optim_wrapper_for, scale_lr
 from trainer.randomness import set_random_seed
+from trainer.sanity import check_before_training
 from trainer.schedulers import build_param_schedulers
 from trainer.state import TrainState, run_length
+from trainer.suggestions import check_keywords, keyword_names
 
 
 class Trainer(CheckpointMixin, RunnerAttributes):
@@ -60,7 +66,8 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         precision: ``"32"``, ``"bf16-mixed"`` or ``"16-mixed"``.
         accelerator: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         devices: number of devices (processes) to train on.
-        strategy: ``"auto"``, ``"ddp"`` or ``dict(type="ddp", find_unused_parameters=...,
+        strategy: ``"auto"``, ``"ddp"``, ``"fsdp"``, ``dict(type="fsdp", wrap=[Block], ...)``
+            (see ``trainer.dist.fsdp.FSDPOptions``) or ``dict(type="ddp", find_unused_parameters=...,
             broadcast_buffers=..., sync_batchnorm=..., timeout_s=...)``.
         auto_scale_lr: ``dict(base_batch_size=N, enable=True)`` scales every learning rate by
             (batch size x processes) / N, as MMEngine does; nothing is scaled otherwise.
@@ -68,15 +75,41 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         deterministic: ask torch for deterministic algorithms.
         diff_rank_seed: give each rank ``seed + rank``.
         log_interval: iterations between log lines.
+        on_nonfinite: what a NaN or infinite training loss does: ``"raise"`` (FloatingPointError
+            naming the iteration and loss key, before anything is saved), ``"warn"`` (once) or
+            ``"ignore"``; checked every ``log_interval`` iterations and before every save and
+            validation, without a per-iteration host sync.
+        interrupt_signals: signals that make ``fit`` finish the current iteration, save
+            ``work_dir/interrupted_iter_{n}.pth`` and exit with 128 + the signal's number;
+            Ctrl-C always does the same and re-raises ``KeyboardInterrupt``.
+        compile: ``True`` or ``dict(mode=..., fullgraph=..., dynamic=..., regional=False)``:
+            ``torch.compile`` the model in place before training (before DDP wrapping);
+            ``regional=True`` compiles each repeated block instead of the whole model.
         loggers: where logged scalars go: names or dicts, ``"jsonl"`` (``scalars.jsonl``, the
             default), ``"csv"``, ``"tensorboard"``, ``dict(type="mlflow", tracking_uri=...,
             experiment=...)``, ``dict(type="wandb", project=..., mode="offline")``.
-        train_loop, val_loop, test_loop: loop classes to use instead of the built-in ones.
+        train_loop, val_loop, test_loop: loop classes to use instead of the built-in ones, or
+            ``dict(type=LoopClass, **options)`` for options of the loop's own, such as the
+            train loops' ``dynamic_intervals=[(milestone, val_interval), ...]``.
 
     Example:
-        >>> trainer = Trainer(max_epochs=3, work_dir="work_dirs/net")
-        >>> trainer.fit(Net(), train_loader, val_loader)  # doctest: +SKIP
-        >>> trainer.test(dataloader=test_loader, ckpt_path="last")  # doctest: +SKIP
+        >>> from torch.utils.data import DataLoader
+        >>> from torchmetrics.classification import MulticlassAccuracy
+        >>> from trainer.datasets import digits_splits
+        >>> from trainer.demo import DigitsNet
+        >>> train_set, val_set, test_set = digits_splits()
+        >>> trainer = Trainer(max_iters=40, val_interval=20, work_dir="work_dirs/digits", seed=0,
+        ...                   optim_wrapper=dict(optimizer=dict(type="AdamW", lr=3e-3)),
+        ...                   val_evaluator={"acc": MulticlassAccuracy(num_classes=10)},
+        ...                   default_callbacks={"progress": None, "logger": None})
+        >>> _ = trainer.fit(DigitsNet(), DataLoader(train_set, batch_size=32, shuffle=True),
+        ...                 DataLoader(val_set, batch_size=256))
+        >>> trainer.iter, trainer.epoch, len(train_set) // 32 + 1  # 40 batches make one epoch
+        (40, 1, 40)
+        >>> metrics = trainer.test(dataloader=DataLoader(test_set, batch_size=256),
+        ...                        ckpt_path="last")
+        >>> metrics["acc"] > 0.8
+        True
     """
 
     def __init__(
@@ -105,11 +138,18 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         diff_rank_seed: bool = False,
         log_interval: int = 50,
         loggers: Sequence[str | Mapping[str, Any]] | None = ("jsonl",),
-        train_loop: type[BaseTrainLoop] | None = None,
-        val_loop: type[ValLoop] = ValLoop,
-        test_loop: type[TestLoop] = TestLoop,
+        on_nonfinite: str = "raise",
+        interrupt_signals: Sequence[str] = ("SIGTERM",),
+        compile: bool | Mapping[str, Any] = False,
+        train_loop: type[BaseTrainLoop] | Mapping[str, Any] | None = None,
+        val_loop: type[ValLoop] | Mapping[str, Any] = ValLoop,
+        test_loop: type[TestLoop] | Mapping[str, Any] = TestLoop,
+        num_sanity_val_batches: int = 2,
+        **unknown: Any,
     ) -> None:
-        self._init_kwargs = {k: v for k, v in locals().items() if k != "self"}  # for cfg
+        check_keywords("Trainer", unknown, keyword_names(Trainer))
+        self._init_kwargs = {k: v for k, v in locals().items()  # for cfg
+                             if k not in ("self", "unknown")}
         arguments.check_run_length(max_epochs, max_iters)
         by_epoch = max_epochs is not None
         self.by_epoch = by_epoch
@@ -121,6 +161,7 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         if not isinstance(work_dir, str) or not work_dir:
             raise TypeError(f"work_dir must be a non-empty path or URL string, got {work_dir!r}")
         self.work_dir = work_dir.rstrip("/")
+        workdir.check_work_dir(self.work_dir)
         if not isinstance(resume, bool):
             raise TypeError(f"resume must be True or False, got {resume!r}")
         if isinstance(load_from, os.PathLike):
@@ -137,30 +178,40 @@ class Trainer(CheckpointMixin, RunnerAttributes):
             self.val_evaluator if test_evaluator is None
             else Evaluator.build(test_evaluator, name="test_evaluator"))
         self.precision = arguments.check_choice("precision", precision, arguments.PRECISIONS)
-        self.accelerator = arguments.check_choice(
-            "accelerator", accelerator, arguments.ACCELERATORS)
+        self.accelerator = arguments.check_accelerator(accelerator)
         self.devices = arguments.check_positive_int("devices", devices)
         self.strategy = Strategy(*parse_strategy(strategy), devices=self.devices,
-                                 device_type=arguments.resolve_device(self.accelerator).type)
+                                 device_type=arguments.resolve_device(self.accelerator).type,
+                                 precision=self.precision)
         self.auto_scale_lr = arguments.check_auto_scale_lr(auto_scale_lr)
         self.log_interval = arguments.check_positive_int("log_interval", log_interval)
+        self.nonfinite = NonFiniteCheck(on_nonfinite, self.log_interval)
+        self.interrupt_signals = interrupt.check_signals(interrupt_signals)
+        self.interrupts = interrupt.InterruptGuard(self.interrupt_signals)
+        self.compile_options = check_compile(compile)
         if seed is not None and not arguments.is_int(seed):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self._randomness = (seed, deterministic, diff_rank_seed)
         self.setup_distributed()
-        self.train_loop_cls = arguments.check_loop_class(
-            "train_loop", train_loop or (EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop),
-            BaseTrainLoop)
-        self.val_loop_cls = arguments.check_loop_class("val_loop", val_loop, ValLoop)
-        self.test_loop_cls = arguments.check_loop_class("test_loop", test_loop, TestLoop)
+        self._loops = {  # stage -> (loop class, its extra constructor options)
+            "train": arguments.check_loop("train_loop", train_loop or (
+                EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop), BaseTrainLoop),
+            "val": arguments.check_loop("val_loop", val_loop, ValLoop),
+            "test": arguments.check_loop("test_loop", test_loop, TestLoop)}
         self._run_length = (max_epochs, max_iters)  # as asked; fit settles both for its loader
+        self.num_sanity_val_batches = arguments.check_non_negative_int(
+            "num_sanity_val_batches", num_sanity_val_batches)
+        self.sanity_checking = False  # True while the sanity pass runs
         self.state = TrainState(max_epochs=max_epochs, max_iters=max_iters)
         self.message_hub = MessageHub()
         self.timestamp = time.strftime("%Y%m%d_%H%M%S")
         self.log_dir = checkpoint.join(self.work_dir, self.timestamp)
         jsonl, sinks = build_loggers(loggers)
-        self.callbacks = CallbackList(build_callbacks(
-            callbacks, default_callbacks, by_epoch=by_epoch, jsonl=jsonl) + sinks)
+        self.callbacks = CallbackList(
+            build_callbacks(callbacks, default_callbacks, by_epoch=by_epoch,
+                            val_interval=self.val_interval, jsonl=jsonl) + sinks)
+        if self.strategy.kind == "fsdp":
+            fsdp.check_arguments(self.work_dir, self.precision, self.callbacks)
         self.model: nn.Module | None = None
         self.wrapped_model: nn.Module | None = None  # what the loops call: DDP-wrapped or model
         self.optim_wrapper: Any = None
@@ -195,8 +246,9 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         self.seed = None if seed is None else set_random_seed(seed, deterministic, diff_rank_seed)
 
     def worker_result(self) -> dict[str, Any]:
-        """What rank zero of spawned workers hands back to the calling process."""
-        return {"state_dict": {k: v.cpu() for k, v in self.model.state_dict().items()},
+        """What rank zero of spawned workers hands back to the calling process (every rank calls
+        it: gathering sharded weights is a collective)."""
+        return {"state_dict": self.strategy.full_state_dict(self.model),
                 "state": {k: getattr(self.state, k) for k in ("epoch", "iter", "batch_idx")},
                 "world_size": self.world_size,
                 "message_hub": self.message_hub.state_dict(),
@@ -245,16 +297,18 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         return trainer
 
     def fit(self, model: nn.Module | None = None, train_dataloader: Iterable | None = None,
-            val_dataloader: Iterable | None = None, ckpt_path: str | None = None) -> nn.Module:
+            val_dataloader: Iterable | None = None, ckpt_path: str | None = None) -> None:
         """Train ``model`` to ``max_epochs``/``max_iters``; ``ckpt_path`` resumes from a file.
 
-        ``model`` and the loaders default to those of ``from_config``.
+        ``model`` and the loaders default to those of ``from_config``. Returns ``None`` (the
+        model, the caller's object, holds the trained weights), so a notebook cell ending in
+        ``fit(...)`` shows nothing.
         """
-        self._take_fit_inputs(model, train_dataloader, val_dataloader, ckpt_path)
+        source = self._take_fit_inputs(model, train_dataloader, val_dataloader, ckpt_path)
         if self.strategy.needs_spawn:
             self._adopt_worker_result(launch.run_workers(self, self.devices, "fit", (
                 self.model, self.train_dataloader, val_dataloader, ckpt_path)))
-            return self.model
+            return
         train_loader = self.strategy.train_loader(self.train_dataloader, self.seed or 0)
         self._settle_run_length(train_loader)
         model_schedulers = self._build_optimization()
@@ -262,11 +316,13 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         self._build_param_schedulers(model_schedulers)
         self._dump_config()
         self.call_hook("before_run")
-        self._load_or_resume(ckpt_path)
-        if not self._resumed_a_finished_run():
-            self.train_loop.run()
-        self.call_hook("after_run")
-        return self.model
+        self._load_or_resume(source)
+        with interrupt.saving_interruptions(self):
+            if not self._resumed_a_finished_run():
+                check_before_training(self, self.train_loop.val_loop)
+                self.train_loop.run()
+                self.nonfinite.check()
+            self.call_hook("after_run")
 
     def validate(self, model: nn.Module | None = None, dataloader: Iterable | None = None,
                  ckpt_path: str | None = None) -> dict[str, Any]:
@@ -296,18 +352,20 @@ class Trainer(CheckpointMixin, RunnerAttributes):
 
     # Internals.
     def _take_fit_inputs(self, model: Any, train_dataloader: Any, val_dataloader: Any,
-                         ckpt_path: str | None) -> None:
-        """Check fit's arguments (falling back to ``from_config``'s) and adopt them."""
+                         ckpt_path: str | None) -> str | None:
+        """Check fit's arguments (falling back to ``from_config``'s), adopt them, and prepare the
+        work_dir; returns the checkpoint to load or resume from."""
         model = model if model is not None else self.model
         train_dataloader = train_dataloader if train_dataloader is not None \
             else self.train_dataloader
         if model is None:
             raise TypeError("fit() needs a model: fit(model, train_dataloader)")
-        self.check_work_dir_is_free(ckpt_path)
+        arguments.check_run_length(*self._run_length, required=True)
         self._set_model(model)
         self.train_dataloader = arguments.check_dataloader("train_dataloader", train_dataloader)
         if val_dataloader is not None:
             self.val_dataloader = arguments.check_dataloader("val_dataloader", val_dataloader)
+        return self.prepare_run(ckpt_path)
 
     def _settle_run_length(self, train_loader: Iterable) -> None:
         """Both ``max_epochs`` and ``max_iters`` of this run, before anything reads them."""
@@ -316,9 +374,12 @@ class Trainer(CheckpointMixin, RunnerAttributes):
 
     def _build_optimization(self) -> list[Any]:
         """The wrapped model and the optimizer wrapper; returns the model's own schedulers."""
+        compile_model(self.model, self.compile_options)  # compiled before DDP wraps it
         self.wrapped_model = self.strategy.wrap_model(self.model, self.device)
         self.optim_wrapper, model_schedulers = build_optim_wrapper_for(
             self._optim_wrapper_cfg, self.model, self.precision, self.device.type)
+        if self.strategy.sharded:
+            fsdp.check_optimizer(self.optim_wrapper, self.model)
         if self.auto_scale_lr:
             scale_lr(self.optim_wrapper, self.auto_scale_lr["base_batch_size"],
                      getattr(self.train_dataloader, "batch_size", None), self.world_size)
@@ -327,12 +388,16 @@ class Trainer(CheckpointMixin, RunnerAttributes):
     def _build_train_loop(self, train_loader: Iterable) -> BaseTrainLoop:
         val_loop = None
         if self.val_dataloader is not None:
-            val_loop = self.val_loop_cls(self, self.strategy.eval_loader(self.val_dataloader),
-                                         self.val_evaluator)
+            val_loop = self._make_loop("val", self.strategy.eval_loader(self.val_dataloader),
+                                       self.val_evaluator)
         self.val_loop = val_loop
-        return self.train_loop_cls(
-            self, train_loader, self.state.max_epochs if self.by_epoch else self.state.max_iters,
+        return self._make_loop(
+            "train", train_loader, self.state.max_epochs if self.by_epoch else self.state.max_iters,
             val_loop=val_loop, val_begin=self.val_begin, val_interval=self.val_interval)
+
+    def _make_loop(self, stage: str, *args: Any, **kwargs: Any) -> Any:
+        cls, options = self._loops[stage]
+        return cls(self, *args, **kwargs, **options)
 
     def _build_param_schedulers(self, model_schedulers: list[Any]) -> None:
         cfg = self._param_scheduler_cfg
@@ -356,6 +421,7 @@ class Trainer(CheckpointMixin, RunnerAttributes):
             raise TypeError(
                 "model must be a trainer.BaseModel (an nn.Module with train_step/val_step), "
                 f"got {type(model).__name__}")
+        check_model(model)
         self.model = model.to(self.device)
         self.wrapped_model = self.model
 
@@ -380,9 +446,8 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         loader = getattr(self, f"{stage}_dataloader")
         if loader is None:
             raise ValueError(f"{stage}: pass dataloader= (there is no {stage}_dataloader yet)")
-        loop_cls = self.val_loop_cls if stage == "val" else self.test_loop_cls
         evaluator = self.val_evaluator if stage == "val" else self.test_evaluator
-        loop = loop_cls(self, self.strategy.eval_loader(loader), evaluator)
+        loop = self._make_loop(stage, self.strategy.eval_loader(loader), evaluator)
         setattr(self, f"{stage}_loop", loop)
         return loop
 

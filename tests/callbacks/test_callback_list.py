@@ -100,3 +100,19 @@ def test_priority_names_match_mmengine():
     assert PRIORITIES == {"HIGHEST": 0, "VERY_HIGH": 10, "HIGH": 30, "ABOVE_NORMAL": 40,
                           "NORMAL": 50, "BELOW_NORMAL": 60, "LOW": 70, "VERY_LOW": 90,
                           "LOWEST": 100}
+
+
+def test_dispatch_skips_the_runner_keyword_wrapper_and_keeps_instance_hooks():
+    seen = []
+
+    class Hooked(Callback):
+        def after_train_iter(self, trainer, batch_idx, data_batch=None, outputs=None):
+            seen.append(("class", trainer, batch_idx))
+
+    plain, patched = Hooked(), Hooked()
+    patched.after_train_iter = lambda trainer, batch_idx, data_batch=None, outputs=None: (
+        seen.append(("instance", trainer, batch_idx)))
+    callbacks = CallbackList([plain, patched])
+    callbacks.call("after_train_iter", "T", batch_idx=1, data_batch=None, outputs=None)
+    plain.after_train_iter(runner="R", batch_idx=3)  # MMEngine's spelling still works directly
+    assert seen == [("class", "T", 1), ("instance", "T", 1), ("class", "R", 3)]

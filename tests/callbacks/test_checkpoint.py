@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import fsspec
 import pytest
 import torch
@@ -53,9 +55,10 @@ def test_save_best_keeps_one_best_file(work_dir):
                       default_callbacks={**QUIET, "checkpoint": {"save_best": "acc"}})
     trainer.fit(ToyNet(lr=0.05), toy_loader(shuffle=True), toy_loader(n=48, seed=3))
     (cb,) = trainer.callbacks.get(CheckpointCallback)
-    best = [f for f in listing(work_dir) if f.startswith("best_")]
+    best = [f for f in listing(work_dir) if f.startswith("best_") and f.endswith(".pth")]
     assert len(best) == 1 and best[0].startswith("best_acc_epoch_")
     assert trainer.resolve_ckpt_path("best").endswith(best[0])
+    assert Path(work_dir, "best_checkpoint").read_text() == trainer.resolve_ckpt_path("best")
     saved = load_checkpoint(trainer.resolve_ckpt_path("best"))
     assert saved["callbacks"]["CheckpointCallback"]["best_scores"]["acc"] == cb.best_scores["acc"]
 
@@ -63,7 +66,7 @@ def test_save_best_keeps_one_best_file(work_dir):
 def test_best_without_save_best_is_a_clear_error(work_dir):
     trainer = Trainer(max_epochs=1, work_dir=work_dir, default_callbacks=QUIET)
     trainer.fit(ToyNet(), toy_loader(n=16))
-    with pytest.raises(ValueError, match="no best checkpoint exists"):
+    with pytest.raises(ValueError, match="holds no best checkpoint"):
         trainer.test(dataloader=toy_loader(), ckpt_path="best")
 
 
@@ -92,4 +95,14 @@ def test_max_keep_and_best_survive_a_resume(work_dir, seed):
     files = listing(work_dir)
     assert [f for f in files if f.startswith("iter_")] == ["iter_10.pth", "iter_12.pth"]
     assert cb2.best_scores["acc"] >= best_before["acc"]
-    assert len([f for f in files if f.startswith("best_")]) == 1
+    assert len([f for f in files if f.startswith("best_") and f.endswith(".pth")]) == 1
+
+
+@pytest.mark.parametrize("with_validation", [True, False])
+def test_iteration_based_default_saves_at_every_validation(work_dir, with_validation):
+    trainer = Trainer(max_iters=10, val_interval=4, work_dir=work_dir, default_callbacks=QUIET,
+                      val_evaluator={"acc": accuracy()} if with_validation else None)
+    trainer.fit(ToyNet(), toy_loader(n=16), toy_loader(n=8) if with_validation else None)
+    assert [f for f in listing(work_dir) if f.endswith(".pth")] == [
+        "iter_10.pth", "iter_4.pth", "iter_8.pth"]
+    assert read_last_checkpoint(work_dir) == f"{work_dir}/iter_10.pth"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from trainer.callbacks import Callback, EarlyStoppingCallback
+from trainer.callbacks import EarlyStoppingCallback
 
-from tests.conftest import ToyNet, toy_loader
+from tests.conftest import SaveAfterValidation, ToyNet, toy_loader
 from trainer import Trainer
 from trainer.checkpoint.io import load_checkpoint
 
@@ -19,7 +19,8 @@ QUIET = {"progress": None, "logger": None}
 class Scripted(ToyNet):
     """Validation returns the next planned ``score`` (one validation batch per validation).
 
-    The count is a buffer, so it is checkpointed and a resumed run continues the script.
+    The count is a buffer, so it is checkpointed and a resumed run continues the script. The
+    sanity pass would count too, so the tests that follow the script switch it off.
     """
 
     def __init__(self, scores):
@@ -46,7 +47,7 @@ def early_stopping(**kwargs):
 def test_epoch_based_stops_after_the_deciding_validation(work_dir, capsys):
     stopper = early_stopping()
     model = Scripted(SCORES)
-    trainer = Trainer(max_epochs=10, work_dir=work_dir, callbacks=[stopper],
+    trainer = Trainer(num_sanity_val_batches=0, max_epochs=10, work_dir=work_dir, callbacks=[stopper],
                       default_callbacks={"progress": None})
     trainer.fit(model, toy_loader(n=16), toy_loader(n=8))  # 2 iterations per epoch
     assert int(model.validations) == 4
@@ -55,12 +56,12 @@ def test_epoch_based_stops_after_the_deciding_validation(work_dir, capsys):
     assert stopper.stopped_at == {"epoch": 4, "iter": 8}
     assert Path(work_dir, "epoch_4.pth").exists() and not Path(work_dir, "epoch_5.pth").exists()
     assert ("Early stopping: score did not improve by 0.01 in the last 2 validations; the best "
-            "value was 0.6000.") in capsys.readouterr().out
+            "score was 0.6000, at epoch 2 (iteration 4).") in capsys.readouterr().out
 
 
 def test_iteration_based_stops_at_the_validation_iteration(work_dir):
     model = Scripted(SCORES)
-    trainer = Trainer(max_iters=100, val_interval=3, work_dir=work_dir,
+    trainer = Trainer(num_sanity_val_batches=0, max_iters=100, val_interval=3, work_dir=work_dir,
                       callbacks=[early_stopping()], default_callbacks=QUIET)
     trainer.fit(model, toy_loader(n=16), toy_loader(n=8))
     assert int(model.validations) == 4
@@ -68,32 +69,21 @@ def test_iteration_based_stops_at_the_validation_iteration(work_dir):
     assert Path(work_dir, "iter_12.pth").exists()  # the last checkpoint, as usual
 
 
-class SaveAfterValidation(Callback):
-    """Saves a checkpoint after the given validation, once early stopping has counted it."""
-
-    priority = "LOWEST"  # registered after EarlyStoppingCallback, so it runs after it
-
-    def __init__(self, path, after):
-        super().__init__()
-        self.path, self.after, self.seen = path, after, 0
-
-    def after_val_epoch(self, trainer, metrics=None):
-        self.seen += 1
-        if self.seen == self.after:
-            trainer.save_checkpoint(self.path)
-
-
 def test_resume_continues_the_count(tmp_path):
     path = str(tmp_path / "after_val_3.pth")
-    first = Trainer(max_epochs=10, work_dir=str(tmp_path / "a"), default_callbacks=QUIET,
+    first = Trainer(num_sanity_val_batches=0, max_epochs=10, work_dir=str(tmp_path / "a"),
+                    default_callbacks=QUIET,
                     callbacks=[early_stopping(), SaveAfterValidation(path, after=3)])
     first.fit(Scripted(SCORES), toy_loader(n=16), toy_loader(n=8))
     saved = load_checkpoint(path)["callbacks"]
-    assert saved["EarlyStoppingCallback"] == {"wait_count": 1, "best_score": 0.6}
+    assert saved["EarlyStoppingCallback"] == {"wait_count": 1, "best_score": 0.6,
+                                              "best_value": 0.6,
+                                              "best_at": {"epoch": 2, "iter": 4}}
 
     stopper = early_stopping()
     model = Scripted(SCORES)
-    resumed = Trainer(max_epochs=10, work_dir=str(tmp_path / "b"), callbacks=[stopper],
+    resumed = Trainer(num_sanity_val_batches=0, max_epochs=10, work_dir=str(tmp_path / "b"),
+                      callbacks=[stopper],
                       resume=True, load_from=path, default_callbacks=QUIET)
     resumed.fit(model, toy_loader(n=16), toy_loader(n=8))
     assert int(model.validations) == 4 and resumed.epoch == 4  # as if never interrupted
@@ -109,7 +99,8 @@ def test_resume_continues_the_count(tmp_path):
 ])
 def test_threshold_finite_and_delta(work_dir, kwargs, scores, validations):
     model = Scripted(scores)
-    trainer = Trainer(max_epochs=10, work_dir=work_dir, callbacks=[early_stopping(**kwargs)],
+    trainer = Trainer(num_sanity_val_batches=0, max_epochs=10, work_dir=work_dir,
+                      callbacks=[early_stopping(**kwargs)],
                       default_callbacks=QUIET)
     trainer.fit(model, toy_loader(n=16), toy_loader(n=8))
     assert int(model.validations) == validations
@@ -119,19 +110,33 @@ def test_rule_less_inferred_from_a_loss_name_and_val_prefix(work_dir):
     stopper = EarlyStoppingCallback(monitor="val/loss", min_delta=0.05, patience=1)
     assert (stopper.monitor, stopper.rule) == ("loss", "less")
     model = Scripted([0.9, 0.8, 0.78, 0.5])
-    trainer = Trainer(max_epochs=10, work_dir=work_dir, callbacks=[stopper],
+    trainer = Trainer(num_sanity_val_batches=0, max_epochs=10, work_dir=work_dir, callbacks=[stopper],
                       default_callbacks=QUIET)
     trainer.fit(model, toy_loader(n=16), toy_loader(n=8))
     assert int(model.validations) == 3 and stopper.best_score == pytest.approx(0.8)
 
 
-def test_missing_monitor(work_dir, tmp_path):
-    trainer = Trainer(max_epochs=2, work_dir=work_dir, default_callbacks=QUIET,
+def test_missing_monitor_fails_before_training_strict_or_not(work_dir, tmp_path):
+    for i, strict in enumerate((True, False)):
+        trainer = Trainer(max_epochs=2, work_dir=str(tmp_path / str(i)), default_callbacks=QUIET,
+                          callbacks=[EarlyStoppingCallback(monitor="val_score", rule="greater",
+                                                         strict=strict)])
+        with pytest.raises(ValueError, match=r"EarlyStoppingCallback monitors 'val_score', but "
+                                             r"validation returns \['loss', 'score'\]\. Did you "
+                                             r"mean 'score'\?"):
+            trainer.fit(Scripted(SCORES), toy_loader(n=16), toy_loader(n=8))
+        assert trainer.iter == 0 and not list(tmp_path.glob(f"{i}/*.pth"))
+
+
+def test_missing_monitor_without_sanity_pass(work_dir, tmp_path):
+    trainer = Trainer(num_sanity_val_batches=0, max_epochs=2, work_dir=work_dir,
+                      default_callbacks=QUIET,
                       callbacks=[EarlyStoppingCallback(monitor="accuracy", strict=True)])
     with pytest.raises(ValueError, match=r"monitors 'accuracy', which is not among the "
                                          r"validation metrics \['loss', 'score'\] \(strict=True\)"):
         trainer.fit(Scripted(SCORES), toy_loader(n=16), toy_loader(n=8))
-    lenient = Trainer(max_epochs=2, work_dir=str(tmp_path / "b"), default_callbacks=QUIET,
+    lenient = Trainer(num_sanity_val_batches=0, max_epochs=2, work_dir=str(tmp_path / "b"),
+                      default_callbacks=QUIET,
                       callbacks=[EarlyStoppingCallback(monitor="accuracy")])
     with pytest.warns(UserWarning, match="not among the validation metrics"):
         lenient.fit(Scripted(SCORES), toy_loader(n=16), toy_loader(n=8))
@@ -167,3 +172,14 @@ def test_mmengine_name_in_a_dict(work_dir):
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         EarlyStoppingCallback(**kwargs)
+
+
+def test_reports_the_real_best_when_gains_were_below_min_delta(work_dir, capsys):
+    # 0.9405 is the reference; 0.9740 is better, but by less than min_delta=0.1 (the issue's run).
+    stopper = EarlyStoppingCallback(monitor="score", rule="greater", patience=2)
+    trainer = Trainer(num_sanity_val_batches=0, max_epochs=10, work_dir=work_dir,
+                      callbacks=[stopper], default_callbacks={"progress": None})
+    trainer.fit(Scripted([0.9405, 0.9740, 0.96]), toy_loader(n=16), toy_loader(n=8))
+    assert (stopper.best_score, stopper.best_value, stopper.best_at) == (
+        0.9405, 0.974, {"epoch": 2, "iter": 4})
+    assert "the best score was 0.9740, at epoch 2 (iteration 4)." in capsys.readouterr().out

@@ -7,6 +7,7 @@ The expected sequences are written out from MMEngine's documented order (``Runne
 
 from __future__ import annotations
 
+import pytest
 import torch
 from trainer.callbacks import HOOK_NAMES, Callback, EarlyStoppingCallback, EMACallback
 
@@ -82,30 +83,24 @@ def mm_standalone(stage, n_batches):
     return ["before_run", *mm_eval(stage, n_batches), "after_run"]
 
 
-def test_epoch_based_fit_validate_test_match_mmengine(work_dir):
+@pytest.mark.parametrize(("length", "checkpoint", "fit_calls"), [
+    ({"max_epochs": 2}, {}, mm_epoch_based_fit(max_epochs=2, n_train=3, n_val=2)),
+    # MMEngine's default CheckpointHook saves iteration-based runs only at the end
+    ({"max_iters": 5, "val_interval": 2}, {"interval": -1},
+     mm_iter_based_fit(max_iters=5, n_val=2, val_interval=2)),
+])
+def test_fit_validate_test_match_mmengine(work_dir, length, checkpoint, fit_calls):
     rec = Recorder()
-    trainer = Trainer(max_epochs=2, work_dir=work_dir, callbacks=[rec], val_evaluator=accuracy(),
-                      default_callbacks=QUIET)
+    trainer = Trainer(**length, work_dir=work_dir, callbacks=[rec], val_evaluator=accuracy(),
+                      default_callbacks={**QUIET, "checkpoint": checkpoint})
     trainer.fit(ToyNet(), toy_loader(n=24), toy_loader(n=16))  # 3 train, 2 val batches
-    assert names(rec) == mm_epoch_based_fit(max_epochs=2, n_train=3, n_val=2)
-
+    assert names(rec) == fit_calls
     rec.calls.clear()
     trainer.validate()
     assert names(rec) == mm_standalone("val", 2)
     rec.calls.clear()
     trainer.test(dataloader=toy_loader(n=24))
     assert names(rec) == mm_standalone("test", 3)
-
-
-def test_iteration_based_fit_and_test_match_mmengine(work_dir):
-    rec = Recorder()
-    trainer = Trainer(max_iters=5, val_interval=2, work_dir=work_dir, callbacks=[rec],
-                      val_evaluator=accuracy(), default_callbacks=QUIET)
-    trainer.fit(ToyNet(), toy_loader(n=16), toy_loader(n=8))  # 2 train batches, 1 val batch
-    assert names(rec) == mm_iter_based_fit(max_iters=5, n_val=1, val_interval=2)
-    rec.calls.clear()
-    trainer.test(dataloader=toy_loader(n=16))
-    assert names(rec) == mm_standalone("test", 2)
 
 
 def test_hooks_get_mmengine_arguments(work_dir):
@@ -222,8 +217,9 @@ def test_callback_states_round_trip_through_a_checkpoint_file(tmp_path):
 
     saved = load_checkpoint(path)["callbacks"]  # torch.load(weights_only=True) reads it
     assert saved["Counter"] == {"count": 6} and saved["Counter#1"] == {"count": 100}
-    assert saved["EarlyStoppingCallback"] == {"wait_count": first[2].wait_count,
-                                              "best_score": first[2].best_score}
+    assert saved["EarlyStoppingCallback"] == {
+        "wait_count": first[2].wait_count, "best_score": first[2].best_score,
+        "best_value": first[2].best_value, "best_at": first[2].best_at}
     assert saved["EMACallback"] == {"steps": 6}
 
     second = callbacks()

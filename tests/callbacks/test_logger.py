@@ -130,16 +130,26 @@ def test_interval_counts_inside_the_epoch_and_ignore_last(capsys, tmp_path):
         "Epoch(train) [2][ 4/10]", "Epoch(train) [2][ 8/10]"]
 
 
-def test_experiment_name_every_interval_exp_name_and_each_epoch(capsys, work_dir):
+def test_one_header_per_run_and_exp_name_every_interval_exp_name(capsys, work_dir):
     trainer = Trainer(max_epochs=2, work_dir=work_dir, log_interval=100,
                       default_callbacks={"progress": None, "checkpoint": None,
                                          "logger": {"interval_exp_name": 3}})
     trainer.fit(ToyNet(), toy_loader(n=32))  # 4 iterations per epoch
     out = capsys.readouterr().out.splitlines()
     exp = f"Exp name: work_{trainer.timestamp}"
-    # Iterations 3, 4 (end of epoch 1), 6 and 8 (end of epoch 2), each before its log line.
-    assert [line for line in out if line.startswith("Exp name")] == [exp] * 4
-    assert out.index(exp) == 0
+    assert out[0] == (f"{exp}  (2 epochs of 4 iterations; checkpoints in {work_dir}, logs in "
+                      f"{trainer.log_dir})")
+    # Then iterations 3 and 6 only: nothing at the end of each epoch.
+    assert [line for line in out[1:] if line.startswith("Exp name")] == [exp] * 2
+
+
+def test_default_prints_the_name_once_without_a_doubled_timestamp(capsys, tmp_path):
+    work_dir = str(tmp_path / "digits_20261201_195337")
+    trainer = Trainer(max_epochs=3, work_dir=work_dir, log_interval=2,
+                      default_callbacks={"progress": None, "checkpoint": None})
+    trainer.fit(ToyNet(), toy_loader(n=32))
+    names = [line for line in capsys.readouterr().out.splitlines() if "Exp name" in line]
+    assert len(names) == 1 and names[0].startswith("Exp name: digits_20261201_195337  (3 epochs")
 
 
 @pytest.mark.parametrize(("by_epoch", "steps"), [(True, [1, 2]), (False, [4, 8])])

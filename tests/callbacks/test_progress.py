@@ -31,31 +31,35 @@ def test_detect_mode_without_a_notebook():
 
 
 def test_plain_lines_when_output_is_not_a_terminal(capsys, work_dir):
-    trainer = Trainer(max_epochs=2, work_dir=work_dir, log_interval=5, val_evaluator=accuracy(),
-                      default_callbacks={**NO_FILES, "logger": None})
+    trainer = Trainer(max_epochs=3, work_dir=work_dir, log_interval=5, val_evaluator=accuracy(),
+                      default_callbacks=NO_FILES)
     trainer.fit(ToyNet(), toy_loader(n=80), toy_loader(n=16))  # 10 train, 2 val batches
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err, log_lines = captured.err, captured.out.splitlines()
     assert "\r" not in err and "\x1b" not in err  # no redraws, no escape codes in a CI log
-    lines = err.splitlines()
-    train = [line for line in lines if line.startswith("Epoch ")]
-    # A tenth of the epoch per line by default: 1/10 ... 10/10, for each epoch.
-    assert [line.split(" [")[0] for line in train] == [
-        f"Epoch {e}/2: {i}/10" for e in (1, 2) for i in range(1, 11)]
-    assert "[100%]" in train[9] and "it/s" in train[9]
-    # The postfix (a device read) is refreshed every log_interval iterations only.
-    assert "loss=" not in train[3] and re.search(r"loss=\d\.\d{4}, lr=1\.000e-01$", train[4])
-    assert [line.split(" [")[0] for line in lines if line.startswith("Validation")] == [
-        "Validation: 2/2", "Validation: 2/2"]
+    bars = err.splitlines()
+    # One line per epoch, none for validation (the logger prints its metrics).
+    assert [line.split(" [")[0] for line in bars] == [f"Epoch {e}/3: 10/10" for e in (1, 2, 3)]
+    assert all("[100%]" in line and "it/s" in line for line in bars)
+    # The bar's loss is the log line's (smoothed the same way), and the validation shows.
+    logged = next(re.search(r"loss: (\d\.\d{4})$", line) for line in log_lines
+              if line.startswith("Epoch(train) [2][10/10]")).group(1)
+    assert re.search(rf"loss={logged}, lr=1\.000e-01, val/MulticlassAccuracy=\d\.\d{{4}}$",
+                     bars[1])
+    assert "val/" not in bars[0]  # the first validation comes after the first epoch's bar
 
 
 def test_plain_interval_and_iteration_based_bar(capsys, work_dir):
-    trainer = Trainer(max_iters=12, work_dir=work_dir, default_callbacks={
-        **NO_FILES, "logger": None, "progress": {"plain_interval": 5, "refresh_interval": 5}})
+    trainer = Trainer(max_iters=12, work_dir=work_dir, log_interval=5, default_callbacks={
+        **NO_FILES, "progress": {"plain_interval": 5}})
     trainer.fit(ToyNet(), toy_loader(n=16))
     lines = capsys.readouterr().err.splitlines()
     assert [line.split(" [")[0] for line in lines] == ["Train: 5/12", "Train: 10/12",
                                                        "Train: 12/12"]
     assert "loss=" in lines[1]
+    default = Trainer(max_iters=30, work_dir=work_dir + "2", default_callbacks=NO_FILES)
+    default.fit(ToyNet(), toy_loader(n=16))
+    assert len(capsys.readouterr().err.splitlines()) == 10  # about ten lines per run
 
 
 def test_terminal_bar_with_log_lines_in_between(monkeypatch, work_dir):
@@ -68,7 +72,8 @@ def test_terminal_bar_with_log_lines_in_between(monkeypatch, work_dir):
     out = tty.getvalue()
     assert "\r" in out  # a redrawn bar
     out = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", out)  # cursor moves of the nested bar
-    assert re.search(r"Train: 100%\|\S+\| 6/6 \[.*loss=\d\.\d{4}, lr=1\.000e-01\]", out)
+    assert re.search(r"Train: 100%\|\S+\| 6/6 \[.*loss=\d\.\d{4}, lr=1\.000e-01, "
+                     r"val/MulticlassAccuracy=\d\.\d{4}\]", out)
     # tqdm.write clears the bar first, so each log line stands on a line of its own.
     pieces = re.split(r"[\r\n]", out)
     assert sum(p.startswith("Iter(train) [") for p in pieces) == 2
@@ -127,12 +132,12 @@ def test_in_a_notebook_kernel(tmp_path, request):
         "data", {})]
     assert "mode: notebook" in stdout and "done at 4" in stdout
     assert "Iter(train) [4/4]" in stdout
-    assert widgets or "Train: 100%" in stderr  # a widget, or a text bar without ipywidgets
+    # A widget, or whole lines without ipywidgets (a redrawn text bar would leave fragments).
+    assert widgets or ("Train: 4/4 [100%]" in stdout and "\r" not in stdout + stderr)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"mode": "fancy"}, r"mode must be one of \('auto', 'terminal', 'notebook', 'plain'\)"),
-    ({"refresh_interval": 0}, "refresh_interval must be a positive int or None, got 0"),
     ({"plain_interval": 2.5}, "plain_interval must be a positive int or None, got 2.5"),
 ])
 def test_bad_progress_arguments(kwargs, match):

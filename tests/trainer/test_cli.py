@@ -129,6 +129,34 @@ def test_config_mistakes_end_in_one_line(config, tmp_path, capsys, monkeypatch, 
     assert not any("Traceback" in line for line in err)
 
 
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert not any("Traceback" in line for line in err)
+    assert err[-1].startswith("error: ") and err[-1].endswith("(--debug shows the traceback)")
+    return err[-1]
+
+
+def test_test_with_a_missing_checkpoint_is_one_line_and_exit_2(config, tmp_path, capsys):
+    missing = tmp_path / "nope.pth"
+    assert run_main("test", config, missing, "--work-dir", tmp_path / "w") == 2
+    assert str(missing) in one_error_line(capsys)
+    with pytest.raises(FileNotFoundError):  # --debug, before or after the command, re-raises
+        run_main("--debug", "test", config, missing, "--work-dir", tmp_path / "w")
+    with pytest.raises(FileNotFoundError):
+        run_main("test", config, missing, "--work-dir", tmp_path / "w", "--debug")
+
+
+def test_a_mistake_found_by_the_sanity_pass_is_one_line(config, tmp_path, capsys):
+    config.write_text(CONFIG + "val_dataloader = test_dataloader\nval_cfg = dict()\n"
+                      "val_evaluator = test_evaluator\n"
+                      "default_hooks = dict(progress=None, checkpoint=dict(type='CheckpointHook', "
+                      "save_best='acc'))\n")
+    assert run_main("train", config, "--work-dir", tmp_path / "w") == 2
+    assert "monitors 'acc', but validation returns ['MulticlassAccuracy']" in one_error_line(
+        capsys)
+    assert not list((tmp_path / "w").glob("*.pth"))
+
+
 def test_a_missing_config_file(tmp_path, capsys):
     assert run_main("train", tmp_path / "nope.py") == 2
     assert "nope.py does not exist" in capsys.readouterr().err

@@ -189,6 +189,37 @@ def test_wrong_loop_kind_is_rejected():
         Trainer(max_iters=3, val_loop=IterBasedTrainLoop)
 
 
+@pytest.mark.parametrize(("length", "loop", "expected"), [
+    ({"max_epochs": 9}, EpochBasedTrainLoop, [3, 4, 6, 8, 9]),
+    ({"max_iters": 9}, IterBasedTrainLoop, [3, 4, 6, 8, 9]),
+])
+def test_dynamic_intervals_are_an_argument_of_the_train_loop(work_dir, length, loop, expected):
+    validated = []
+
+    class Record(Callback):
+        def after_val_epoch(self, trainer, metrics=None):
+            validated.append(trainer.epoch if "max_epochs" in length else trainer.iter)
+
+    trainer = Trainer(**length, work_dir=work_dir, val_interval=3, default_callbacks=QUIET,
+                      val_evaluator=accuracy(), callbacks=[Record()],
+                      train_loop=dict(type=loop, dynamic_intervals=[(4, 2), (8, 1)]))
+    trainer.fit(ToyNet(), toy_loader(n=8), toy_loader(n=8))  # one batch an epoch
+    assert validated == expected
+    assert type(trainer.train_loop) is loop
+
+
+@pytest.mark.parametrize(("train_loop", "error", "match"), [
+    (dict(type=IterBasedTrainLoop, dynamic_intervals=[(4, 2), (2, 1)]), ValueError,
+     "dynamic_intervals must be a list of .* increasing milestones"),
+    (dict(type=IterBasedTrainLoop, dynamic=[(4, 2)]), TypeError,
+     "train_loop: IterBasedTrainLoop does not take 'dynamic'"),
+    (dict(type="trainer.loops.ValLoop"), TypeError, "train_loop must be a subclass of"),
+])
+def test_bad_train_loop_options_fail_when_the_trainer_is_built(train_loop, error, match):
+    with pytest.raises(error, match=match):
+        Trainer(max_iters=3, train_loop=train_loop)
+
+
 def test_validation_does_not_move_training_rng(work_dir):
     """Same weights with and without validation: shuffling and dropout draw identically."""
     def run(with_val):

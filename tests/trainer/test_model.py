@@ -75,3 +75,25 @@ def test_preprocessor_leaves_cpu_batches_untouched():
     batch = (torch.ones(2), torch.zeros(2))
     out = ToyNet().data_preprocessor(batch)
     assert out[0] is batch[0] and out[1] is batch[1]
+
+
+@pytest.mark.parametrize("batches", [
+    [(torch.ones(2), torch.zeros(2)), (torch.ones(3), torch.zeros(3))],
+    [{"x": torch.ones(2)}, {"x": torch.ones(3)}],
+    [(torch.ones(2), torch.zeros(2)), (torch.ones(2), "label")],      # the structure changes
+    [(torch.ones(2), [torch.zeros(2)]), [torch.ones(2), torch.ones(1)]],  # nested, then a list
+])
+def test_preprocessor_moves_every_batch_when_it_learns_the_structure(batches):
+    model = ToyNet()
+    model.to("meta")
+    for batch in batches:
+        out = model.data_preprocessor(batch)
+        assert type(out) is type(batch)
+        values = list(out.values()) if isinstance(out, dict) else list(out)
+        for moved, original in zip(values, batch.values() if isinstance(batch, dict) else batch):
+            if isinstance(original, torch.Tensor):
+                assert moved.device.type == "meta" and moved.shape == original.shape
+            elif isinstance(original, list):
+                assert moved[0].device.type == "meta"
+            else:
+                assert moved == original

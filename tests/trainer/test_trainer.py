@@ -14,7 +14,6 @@ QUIET = {"progress": None, "logger": None}
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({}, "exactly one of max_epochs"),
     ({"max_epochs": 2, "max_iters": 10}, "exactly one of max_epochs"),
     ({"max_epochs": 0}, "max_epochs must be a positive int, got 0"),
     ({"max_iters": -5}, "max_iters must be a positive int, got -5"),
@@ -24,7 +23,7 @@ QUIET = {"progress": None, "logger": None}
     ({"max_iters": 5, "log_interval": 0}, "log_interval must be a positive int"),
     ({"max_iters": 5, "precision": "fp16"}, r"precision must be one of \['32', 'bf16-mixed'"),
     ({"max_iters": 5, "accelerator": "tpu"}, r"accelerator must be one of \['auto', 'cpu'"),
-    ({"max_iters": 5, "strategy": "fsdp"}, r"strategy must be one of \['auto', 'ddp'\]"),
+    ({"max_iters": 5, "strategy": "deepspeed"}, r"strategy must be one of \['auto', 'ddp', 'fsdp'\]"),
     ({"max_iters": 5, "devices": 0}, "devices must be a positive int"),
     ({"max_iters": 5, "default_callbacks": {"loger": None}}, r"unknown names \['loger'\]"),
     ({"max_iters": 5, "optim_wrapper": dict(optimizer=dict(type="SGDD", lr=0.1))},

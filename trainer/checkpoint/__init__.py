@@ -1,6 +1,8 @@
-"""Checkpoints: file I/O through fsspec (``io``) and the Trainer's save/resume logic (``manager``)."""
+"""Checkpoints: file I/O through fsspec (``io``), the Trainer's save/resume logic (``manager``),
+interruptions that save (``interrupt``) and a ``work_dir`` shared by several runs (``workdir``)."""
 
 from trainer.checkpoint.io import (
+    is_training_checkpoint,
     join,
     load_checkpoint,
     load_model_state,
@@ -10,6 +12,6 @@ from trainer.checkpoint.io import (
 )
 
 __all__ = [
-    "join", "load_checkpoint", "load_model_state", "read_last_checkpoint", "save_checkpoint",
-    "write_last_checkpoint",
+    "is_training_checkpoint", "join", "load_checkpoint", "load_model_state",
+    "read_last_checkpoint", "save_checkpoint", "write_last_checkpoint",
 ]

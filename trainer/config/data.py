@@ -71,6 +71,18 @@ class DefaultSampler(Sampler[int]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def for_rank(self, rank: int, world_size: int) -> Sampler[int]:
+        """Rank ``rank``'s share under DDP: the ``DistributedSampler`` torchrun's build makes.
+
+        ``Trainer(devices=N)`` builds the config's loaders in the calling process, before the
+        workers exist; each worker's strategy swaps this in, so every epoch the ranks together
+        see each sample once, with the order of ``seed + epoch`` as under ``torchrun``.
+        """
+        from torch.utils.data.distributed import DistributedSampler
+
+        return DistributedSampler(self.dataset, num_replicas=world_size, rank=rank,
+                                  shuffle=self.shuffle, seed=self.seed, drop_last=not self.round_up)
+
 
 def pseudo_collate(batch: Sequence[Any]) -> Any:
     """MMEngine's ``pseudo_collate``: transpose a list of samples without stacking anything.

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import bisect
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from trainer.arguments import is_int
+from trainer.arguments import check_dynamic_intervals
 from trainer.config.types import check_kwargs, expect_mapping, resolve_type
 from trainer.loops import BaseTrainLoop, EpochBasedTrainLoop, IterBasedTrainLoop, TestLoop, ValLoop
 
-__all__ = ["eval_loop", "loop_class", "train_loop_kwargs"]
+__all__ = ["eval_loop", "train_loop_kwargs"]
 
 TRAIN_LOOPS = {"EpochBasedTrainLoop": EpochBasedTrainLoop,
                "IterBasedTrainLoop": IterBasedTrainLoop}
@@ -21,7 +20,8 @@ EVAL_LOOPS = {"ValLoop": ValLoop, "TestLoop": TestLoop}
 def train_loop_kwargs(train_cfg: Any, modules: Sequence[types.ModuleType] = ()
                       ) -> dict[str, Any]:
     """Trainer keywords for ``train_cfg``: ``max_epochs``/``max_iters``, ``val_begin``,
-    ``val_interval`` and, for ``type=`` or ``dynamic_intervals``, ``train_loop``.
+    ``val_interval`` and, for ``type=``, ``dynamic_intervals`` or a loop's own options,
+    ``train_loop`` (a loop class, or ``dict(type=class, **options)``).
 
     Example:
         >>> train_loop_kwargs(dict(by_epoch=False, max_iters=1000, val_interval=100))
@@ -61,22 +61,25 @@ def train_loop_kwargs(train_cfg: Any, modules: Sequence[types.ModuleType] = ()
     for key in ("val_begin", "val_interval"):
         if key in cfg:
             kwargs[key] = cfg.pop(key)
-    dynamic = _dynamic_intervals(cfg.pop("dynamic_intervals", None))
+    if "dynamic_intervals" in cfg:
+        cfg["dynamic_intervals"] = check_dynamic_intervals(cfg["dynamic_intervals"])
     base = loop or (EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop)
-    if cfg and base in TRAIN_LOOPS.values():
-        raise TypeError(f"train_cfg has unknown keys {sorted(cfg)}; it takes by_epoch, "
+    unknown = sorted(set(cfg) - {"dynamic_intervals"})
+    if unknown and base in TRAIN_LOOPS.values():
+        raise TypeError(f"train_cfg has unknown keys {unknown}; it takes by_epoch, "
                         "max_epochs/max_iters, val_begin, val_interval, dynamic_intervals and "
                         "type (a loop class, which may take more)")
     if cfg:
         check_kwargs(base, cfg, "train_cfg loop")
-    if loop is not None or cfg or dynamic:
-        kwargs["train_loop"] = loop_class(base, cfg, dynamic)
+    if loop is not None or cfg:
+        kwargs["train_loop"] = {"type": base, **cfg} if cfg else base
     return kwargs
 
 
 def eval_loop(stage: str, cfg: Any, modules: Sequence[types.ModuleType] = ()
               ) -> tuple[type | None, bool]:
-    """``(loop class or None for the default, fp16)`` for ``val_cfg``/``test_cfg``."""
+    """``(loop or None for the default, fp16)`` for ``val_cfg``/``test_cfg``; a loop with options
+    of its own is ``dict(type=class, **options)``."""
     cfg = dict(expect_mapping(cfg, f"{stage}_cfg", "dict()"))
     default = ValLoop if stage == "val" else TestLoop
     fp16 = bool(cfg.pop("fp16", False))
@@ -88,50 +91,6 @@ def eval_loop(stage: str, cfg: Any, modules: Sequence[types.ModuleType] = ()
                         f"trainer.loops.{default.__name__}, got {loop!r}")
     if cfg:
         check_kwargs(loop, cfg, f"{stage}_cfg loop")
-    return (None if loop is default and not cfg else loop_class(loop, cfg, None)), fp16
-
-
-def _dynamic_intervals(value: Any) -> list[tuple[int, int]] | None:
-    if value is None:
-        return None
-    pairs = list(value) if isinstance(value, (list, tuple)) else None
-    ok = pairs is not None and all(
-        isinstance(p, (list, tuple)) and len(p) == 2
-        and all(is_int(v) and v > 0 for v in p)
-        for p in pairs)
-    milestones = [p[0] for p in pairs] if ok else []
-    if not ok or milestones != sorted(set(milestones)):
-        raise ValueError("train_cfg dynamic_intervals must be a list of (milestone, interval) "
-                         "pairs of positive ints with increasing milestones, e.g. "
-                         f"[(10, 2), (20, 1)], got {value!r}")
-    return [(int(m), int(i)) for m, i in pairs]
-
-
-def loop_class(base: type, kwargs: Mapping[str, Any],
-               dynamic: Sequence[tuple[int, int]] | None) -> type:
-    """``base``, or a subclass with extra constructor arguments and MMEngine's dynamic intervals.
-
-    With ``dynamic_intervals=[(m1, i1), (m2, i2)]`` validation runs every ``val_interval``
-    until ``m1`` epochs/iterations are done, every ``i1`` from then on, every ``i2`` from
-    ``m2`` on (MMEngine's ``_decide_current_val_interval``).
-    """
-    if not kwargs and not dynamic:
-        return base
-    namespace: dict[str, Any] = {"__module__": base.__module__, "__doc__": base.__doc__}
-    if kwargs:
-        bound = dict(kwargs)
-
-        def __init__(self: Any, *args: Any, **given: Any) -> None:
-            base.__init__(self, *args, **{**bound, **given})
-        namespace["__init__"] = __init__
-    if dynamic:
-        milestones = [m for m, _ in dynamic]
-        intervals = [i for _, i in dynamic]
-
-        def should_validate(self: Any, done: int, total: int | None) -> bool:
-            first = self.__dict__.setdefault("_first_val_interval", self.val_interval)
-            step = bisect.bisect(milestones, done)
-            self.val_interval = first if step == 0 else intervals[step - 1]
-            return base.should_validate(self, done, total)
-        namespace["should_validate"] = should_validate
-    return type(base.__name__, (base,), namespace)
+    if cfg:
+        return {"type": loop, **cfg}, fp16
+    return (None if loop is default else loop), fp16

@@ -43,7 +43,7 @@ KNOWN_FIELDS = (
     # Trainer keywords MMEngine has no field for:
     "precision", "accelerator", "devices", "strategy", "log_interval",
 )
-_PASSED_AS_IS = ("precision", "accelerator", "devices", "strategy", "log_interval")
+_PASSED_AS_IS = ("precision", "accelerator", "devices", "strategy", "log_interval", "compile")
 
 
 @dataclass
@@ -60,8 +60,8 @@ class RunnerSpec:
         build_train_dataloader, build_val_dataloader, build_test_dataloader: return a loader.
         notes: fields accepted without effect, and other remarks, one line each.
         pending: mapped fields that need a Trainer feature that does not exist yet.
-        trainable: whether the config has a ``train_cfg`` (without one, ``max_epochs=1`` is a
-            placeholder and only ``validate``/``test`` make sense).
+        trainable: whether the config has a ``train_cfg`` (without one the Trainer has no run
+            length and only ``validate``/``test``/``predict`` make sense).
     """
 
     trainer_kwargs: dict[str, Any]
@@ -152,7 +152,6 @@ class _Mapper:
             self.kwargs.update(train_loop_kwargs(cfg, self.modules))
             return
         self.trainable = False
-        self.kwargs["max_epochs"] = 1  # a placeholder: the Trainer needs a run length
         self.notes.append("no train_cfg: the trainer can validate and test; fit() needs a "
                           "train_cfg such as dict(by_epoch=True, max_epochs=12)")
 
@@ -293,8 +292,6 @@ class _Mapper:
             self.notes.append(f"log_level={c['log_level']!r} is ignored")
         if c.get("experiment_name") is not None:
             self.notes.append("experiment_name is ignored: runs are named by their timestamp")
-        if c.get("compile"):
-            self.pending["compile"] = c["compile"]
 
     # ------------------------------------------------------------------ builders
     def model_builder(self) -> Callable[[], nn.Module] | None:

@@ -157,13 +157,25 @@ def _plain_sampler(loader: DataLoader) -> bool:
                                                                       SequentialSampler)
 
 
+def _rank_sampler(loader: DataLoader, rank: int, world_size: int, seed: int) -> Sampler | None:
+    """This rank's share of ``loader.sampler``; ``None`` when it cannot be split here.
+
+    A sampler that knows how to split itself offers ``for_rank(rank, world_size)`` (the config
+    layer's ``DefaultSampler``, built in the caller before ``devices=N`` starts the workers).
+    """
+    if _plain_sampler(loader):
+        return DistributedSampler(loader.dataset, num_replicas=world_size, rank=rank,
+                                  shuffle=isinstance(loader.sampler, RandomSampler), seed=seed)
+    for_rank = getattr(loader.sampler, "for_rank", None)
+    return for_rank(rank, world_size) if loader.batch_size is not None and for_rank else None
+
+
 def distribute_train_loader(loader: Any, rank: int, world_size: int, seed: int) -> Any:
     """Replace a plain sampler by a ``DistributedSampler`` that keeps the user's ``shuffle``."""
-    if world_size == 1 or not _rebuildable(loader) or not _plain_sampler(loader):
+    if world_size == 1 or not _rebuildable(loader):
         return loader
-    return _with_sampler(loader, DistributedSampler(
-        loader.dataset, num_replicas=world_size, rank=rank,
-        shuffle=isinstance(loader.sampler, RandomSampler), seed=seed))
+    sampler = _rank_sampler(loader, rank, world_size, seed)
+    return loader if sampler is None else _with_sampler(loader, sampler)
 
 
 def shard_eval_loader(loader: Any, rank: int, world_size: int) -> Any:

@@ -41,11 +41,23 @@ class SeededDataset(Dataset):
     """The user's data set, loaded from ``(seed, indices)`` pairs that the resumable sampler yields.
 
     Only a loader with worker processes is given one: there the seeding touches the worker's
-    own streams; in the main process the trainer's saved RNG state already replays them.
+    own streams; in the main process the trainer's saved RNG state already replays them. Other
+    attributes read and write through to the user's data set, so a callback that swaps
+    ``trainer.train_loop.dataloader.dataset.pipeline`` (mmdet's pipeline switch) still works.
     """
 
     def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
+        object.__setattr__(self, "dataset", dataset)
+
+    # Hooks reach the data set through the loader they are given (``loader.dataset.pipeline = ...``
+    # in MMDetection's PipelineSwitchHook): reads and writes go to the user's data set.
+    def __getattr__(self, name: str) -> Any:
+        if name == "dataset":  # not set yet (unpickling in a spawned worker)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.dataset, name, value)
 
     def __len__(self) -> int:
         return len(self.dataset)

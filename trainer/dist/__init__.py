@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 
 import torch
 import torch.distributed as torch_dist
-from lightning_utilities.core.rank_zero import rank_zero_only
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,6 +78,18 @@ def master_only(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def is_model_wrapper(model: Any) -> bool:
+    """True for a wrapper that holds the user's model as ``.module`` (DDP, ``DataParallel``).
+
+    An FSDP2 model is no wrapper: ``fully_shard`` shards the model in place, so it is the
+    user's own module (with DTensor parameters) and has no ``.module``.
+    """
+    from trainer.dist.ddp import SeparateDistributedModel
+
+    return isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel,
+                              SeparateDistributedModel))
+
+
 def launched_externally() -> bool:
     """True under ``torchrun`` (or any launcher that sets ``WORLD_SIZE`` and ``RANK``)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
@@ -100,6 +111,8 @@ def init_process_group(device_type: str, timeout_s: float) -> None:
     if device_type == "cuda":
         torch.cuda.set_device(local_rank())
     torch_dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    from lightning_utilities.core.rank_zero import rank_zero_only
+
     rank_zero_only.rank = get_rank()
 
 

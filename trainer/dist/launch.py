@@ -8,6 +8,8 @@ exception on any rank stops every rank and is raised here with that rank's trace
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import tempfile
 from typing import Any
 
@@ -15,6 +17,7 @@ import torch
 import torch.multiprocessing as mp
 
 from trainer import dist
+from trainer.checkpoint import interrupt
 
 
 def start_method() -> str:
@@ -28,8 +31,18 @@ def run_workers(trainer: Any, nprocs: int, method: str, args: tuple) -> dict[str
     port = dist.free_port()
     with tempfile.TemporaryDirectory() as tmp:
         result_path = os.path.join(tmp, "result.pt")
-        mp.start_processes(_worker, args=(trainer, nprocs, port, method, args, result_path),
-                           nprocs=nprocs, start_method=start_method(), join=True)
+        workers = mp.start_processes(
+            _worker, args=(trainer, nprocs, port, method, args, result_path), nprocs=nprocs,
+            start_method=start_method(), join=False)
+        try:
+            with interrupt.forwarding(workers.pids(), trainer.interrupt_signals):
+                while not workers.join():
+                    pass
+        except mp.ProcessExitedException as err:  # an interruption ends the caller likewise
+            signum = interrupt.exit_code_signal(err.exit_code, trainer.interrupt_signals)
+            if signum:
+                interrupt.end_as(signum)
+            raise
         return torch.load(result_path, weights_only=True)
 
 
@@ -41,7 +54,10 @@ def _worker(rank: int, trainer: Any, nprocs: int, port: int, method: str, args: 
     try:
         trainer.setup_distributed()
         getattr(trainer, method)(*args)
+        result = trainer.worker_result()
         if rank == 0:
-            torch.save(trainer.worker_result(), result_path)
+            torch.save(result, result_path)
+    except KeyboardInterrupt:  # torch's worker wrapper would exit 0: tell the caller
+        sys.exit(128 + signal.SIGINT)
     finally:
         dist.destroy_process_group()

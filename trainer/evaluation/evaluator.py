@@ -12,16 +12,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import numbers
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torchmetrics
-from lightning_utilities.core.apply_func import is_dataclass_instance
-from torchmetrics import Metric, MetricCollection
 
 from trainer.arguments import check_non_negative_int
-from trainer.config.types import build_object
 from trainer.dist import (
     all_gather_object,
     all_reduce,
@@ -157,17 +154,19 @@ class Evaluator:
             return
         if isinstance(metrics, Evaluator):
             self._entries.extend(metrics._entries)
-        elif isinstance(metrics, Metric):
+        elif _is_metric(metrics):
             self._entries.append((type(metrics).__name__, metrics))
-        elif isinstance(metrics, MetricCollection):
+        elif _is_collection(metrics):
             self._entries.append((None, metrics))
         elif isinstance(metrics, Mapping) and isinstance(metrics.get("type"), (str, type)):
+            from trainer.config.types import build_object
+
             self._add(build_object(metrics, _torchmetrics_table(), f"{self.name} metric"))
         elif isinstance(metrics, Mapping):
             for key, metric in metrics.items():
                 if not isinstance(key, str) or not key:
                     raise TypeError(f"{self.name} dict keys must be non-empty strings, got {key!r}")
-                if not isinstance(metric, Metric):
+                if not _is_metric(metric):
                     raise TypeError(f"{self.name}[{key!r}] must be a torchmetrics Metric, got "
                                     f"{type(metric).__name__}; a dict maps names to Metrics")
                 self._entries.append((key, metric))
@@ -196,10 +195,10 @@ class Evaluator:
 
     def _compute(self, key: str | None, metric: Any, size: int | None) -> Mapping[str, Any]:
         label = type(metric).__name__
-        if isinstance(metric, Metric):
+        if _is_metric(metric):
             value = metric.compute()
             part = value if isinstance(value, Mapping) else {key: value}
-        elif isinstance(metric, MetricCollection):
+        elif _is_collection(metric):
             part = metric.compute()
         elif callable(getattr(metric, "evaluate", None)):
             part, label = metric.evaluate(size), f"{label}.evaluate()"
@@ -266,7 +265,7 @@ def batch_size_of(data_batch: Any) -> int:
 def _first_tensor(data: Any) -> torch.Tensor | None:
     if isinstance(data, torch.Tensor):
         return data if data.ndim > 0 else None
-    if is_dataclass_instance(data):
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
         children: Any = (getattr(data, field.name) for field in dataclasses.fields(data))
     elif isinstance(data, Mapping):
         children = data.values()
@@ -337,8 +336,26 @@ def _to_float(value: Any, where: str) -> MetricValue:
                     "tensors or lists of them")
 
 
+def _torchmetrics_types() -> tuple[type, type] | None:
+    """torchmetrics' ``Metric`` and ``MetricCollection``, or ``None`` while torchmetrics is not
+    imported: whoever passes a metric object has imported it, so it is never imported here."""
+    torchmetrics = sys.modules.get("torchmetrics")
+    return None if torchmetrics is None else (torchmetrics.Metric, torchmetrics.MetricCollection)
+
+
+def _is_metric(metric: Any) -> bool:
+    types = _torchmetrics_types()
+    return types is not None and isinstance(metric, types[0])
+
+
+def _is_collection(metric: Any) -> bool:
+    types = _torchmetrics_types()
+    return types is not None and isinstance(metric, types[1])
+
+
 def _is_torchmetric(metric: Any) -> bool:
-    return isinstance(metric, (Metric, MetricCollection))
+    types = _torchmetrics_types()
+    return types is not None and isinstance(metric, types)
 
 
 def _check_unique(names: list[str], evaluator: str) -> None:
@@ -362,9 +379,12 @@ def _pass_metric_hint(name: str) -> str:
 @functools.cache
 def _torchmetrics_table() -> dict[str, type]:
     """torchmetrics' top-level metric classes by name, for ``dict(type="MeanSquaredError")``."""
+    import torchmetrics  # a config names a metric: now it is used
+
     table = {}
     for name in torchmetrics.__all__:
         obj = getattr(torchmetrics, name, None)
-        if isinstance(obj, type) and issubclass(obj, (Metric, MetricCollection)):
+        if isinstance(obj, type) and issubclass(obj, (torchmetrics.Metric,
+                                                      torchmetrics.MetricCollection)):
             table[name] = obj
     return table

@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from lightning_utilities.core.apply_func import apply_to_collection
 
 from trainer.arguments import check_non_negative_int
 from trainer.dist import all_gather_object, broadcast_object, is_distributed, is_main_process
@@ -79,6 +78,8 @@ def collect_results(results: Sequence[Any], size: int | None, to_cpu: bool = Tru
     """
     results = list(results)
     if to_cpu and is_distributed():
+        from lightning_utilities.core.apply_func import apply_to_collection
+
         results = apply_to_collection(results, torch.Tensor, lambda t: t.cpu())
     parts = all_gather_object(results)
     longest = max((len(part) for part in parts), default=0)

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from trainer.config.types import build_object, check_kwargs, resolve_type
 from trainer.optim.amp import AmpOptimWrapper
 from trainer.optim.paramwise import build_param_groups
 from trainer.optim.wrapper import OptimWrapper
@@ -102,6 +101,8 @@ def _build_single(cfg: Any, params: Any, what: str) -> OptimWrapper:
     if not isinstance(cfg, Mapping):
         raise TypeError(f"{what} must be an OptimWrapper, an Optimizer or a config dict, got "
                         f"{type(cfg).__name__} {cfg!r}")
+    from trainer.config.types import build_object, resolve_type  # loaded when a dict is used
+
     cfg = dict(cfg)
     paramwise_cfg = cfg.pop("paramwise_cfg", None)
     if "optimizer" not in cfg:
@@ -135,6 +136,8 @@ def _build_optimizer(cfg: Any, params: Any, what: str, paramwise_cfg: Any = None
                          "dict(type='SGD', lr=0.1)")
     if "params" in cfg:
         raise ValueError(f"{what} config must not set 'params'; they are taken from the model")
+    from trainer.config.types import build_object, check_kwargs, resolve_type
+
     cls = resolve_type(cfg["type"], OPTIMIZERS, what)
     if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
         raise TypeError(f"{what} type {cfg['type']!r} is not a torch.optim.Optimizer subclass")
@@ -166,14 +169,56 @@ def build_optim_wrapper_for(cfg: Any, model: nn.Module, precision: str,
     also return schedulers), at the Trainer's ``precision``."""
     schedulers = None
     if cfg is None:
-        cfg = model.configure_optimizers()
-        if isinstance(cfg, (tuple, list)) and len(cfg) == 2:
-            cfg, schedulers = cfg
-        if cfg is None:
-            raise ValueError(
-                "no optimizer: pass Trainer(optim_wrapper=dict(optimizer=dict(type='SGD', "
-                "lr=0.01))) or implement configure_optimizers() on the model")
+        cfg, schedulers = split_configure_optimizers(model.configure_optimizers(), model)
     wrapper = build_optim_wrapper(cfg, model)
     if precision != "32":
         wrapper = wrapper.with_precision(precision, device_type)
     return wrapper, schedulers
+
+
+def split_configure_optimizers(result: Any, model: nn.Module) -> tuple[Any, Any]:
+    """``(optimizer config, schedulers)`` from what ``configure_optimizers()`` returned.
+
+    Accepted: an optimizer (or wrapper or config); ``(optimizer, schedulers)``; a list or tuple
+    of optimizers (Lightning's several optimizers), named after the submodule each one trains;
+    ``([optimizers], schedulers)``; a dict of named optimizers.
+    """
+    if result is None:
+        raise ValueError(
+            "no optimizer: pass Trainer(optim_wrapper=dict(optimizer=dict(type='SGD', "
+            "lr=0.01))) or implement configure_optimizers() on the model")
+    if not isinstance(result, (list, tuple)):
+        return result, None
+    if result and all(isinstance(item, Optimizer) for item in result):
+        return name_optimizers(result, model), None
+    if len(result) == 2 and not isinstance(result[1], Optimizer):
+        first, schedulers = result
+        if isinstance(first, (list, tuple)):
+            first = name_optimizers(first, model) if len(first) > 1 else first[0]
+        return first, schedulers
+    raise TypeError(
+        f"configure_optimizers() returned a {type(result).__name__} of "
+        f"{[type(item).__name__ for item in result]}; return an optimizer, "
+        "(optimizer, [schedulers]), a list of optimizers, or a dict of named optimizers")
+
+
+def name_optimizers(optimizers: Any, model: nn.Module) -> dict[str, Optimizer]:
+    """Name each optimizer after the one direct submodule whose parameters it trains."""
+    children = list(_unwrap(model).named_children())
+    owned = {name: {id(p) for p in child.parameters()} for name, child in children}
+    names = []
+    for optimizer in optimizers:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"configure_optimizers() returned a list holding a "
+                            f"{type(optimizer).__name__}; a list must hold only optimizers")
+        params = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        owners = [name for name, ids in owned.items() if params and params <= ids]
+        names.append(owners[0] if len(owners) == 1 else None)
+    if None in names or len(set(names)) != len(names):
+        raise ValueError(
+            f"configure_optimizers() returned {len(optimizers)} optimizers in a list, and they "
+            "cannot be named after the submodules they train (each must train the parameters "
+            "of exactly one direct submodule, a different one each). Name them: return "
+            "{'generator': g_opt, 'discriminator': d_opt}, and use "
+            "optim_wrapper['generator'] in your train_step")
+    return dict(zip(names, optimizers, strict=True))

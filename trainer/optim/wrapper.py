@@ -102,7 +102,9 @@ class OptimWrapper:
             return
         kind, kwargs = self._clip  # type: ignore[misc]
         if kind == "norm":
-            self.grad_norm = nn.utils.clip_grad_norm_(params, **kwargs)
+            norm = nn.utils.clip_grad_norm_(params, **kwargs)
+            # Sharded (DTensor) gradients: the norm is already global, held as a replicated DTensor
+            self.grad_norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
         else:
             nn.utils.clip_grad_value_(params, **kwargs)
 
@@ -182,8 +184,13 @@ class OptimWrapper:
         return following % self._accumulative_counts == 0 or following == self._max_counts
 
     def optim_context(self, model: nn.Module) -> contextlib.AbstractContextManager:
-        """Context for the forward pass: ``model.no_sync()`` while accumulating under DDP."""
-        if self._accumulative_counts != 1 and not self.should_sync() and hasattr(model, "no_sync"):
+        """Context for the forward pass: ``model.no_sync()`` while accumulating under DDP; under
+        FSDP the model is told whether this backward reduces its gradients."""
+        if self._accumulative_counts == 1:
+            return _NULL_CONTEXT
+        if hasattr(model, "set_requires_gradient_sync"):  # FSDP2: reduce when a window closes
+            model.set_requires_gradient_sync(self.should_sync())
+        elif not self.should_sync() and hasattr(model, "no_sync"):
             return model.no_sync()
         return _NULL_CONTEXT
 

@@ -19,7 +19,6 @@ loads with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import copy
-import functools
 import numbers
 import warnings
 import weakref
@@ -244,28 +243,45 @@ class ParamScheduler:
 _ParamScheduler = ParamScheduler  # MMEngine's name, for code ported by changing the import
 
 
-def count_optimizer_steps(optimizer: Any) -> None:
-    """Make ``optimizer.step()`` count its calls in ``optimizer._global_step`` (from -1).
+class _CountedStep:
+    """``optimizer.step`` that counts its calls in ``optimizer._global_step`` (MMEngine's name).
 
-    The wrapper holds the optimizer weakly, so the optimizer and its step do not form a cycle;
-    wrapping twice (several schedulers on one optimizer) keeps the first wrapper.
+    It holds the optimizer weakly, so the two form no reference cycle and the optimizer's
+    state is freed as soon as the optimizer is; it deep-copies and pickles with its optimizer.
     """
-    method = getattr(optimizer, "step", None)
-    if getattr(method, "_with_counter", False):
-        optimizer._global_step = -1
-        return
-    if not hasattr(method, "__func__"):  # no bound step method: nothing to count
-        return
-    owner, func = weakref.ref(method.__self__), method.__func__
 
-    @functools.wraps(func)
-    def step(*args: Any, **kwargs: Any) -> Any:
-        instance = owner()
-        instance._global_step += 1
-        return func(instance, *args, **kwargs)
+    _with_counter = True
 
-    step._with_counter = True
-    optimizer.step = step
+    def __init__(self, owner: Any, inner: Callable | None) -> None:
+        self._owner = weakref.ref(owner)
+        self._inner = inner  # a step already set on the instance, called in turn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        owner = self._owner()
+        owner._global_step += 1
+        if self._inner is not None:
+            return self._inner(*args, **kwargs)
+        return type(owner).step(owner, *args, **kwargs)
+
+    def __reduce__(self) -> tuple:
+        return _CountedStep, (self._owner(), self._inner)
+
+    def __deepcopy__(self, memo: dict) -> _CountedStep:
+        owner = self._owner()
+        return _CountedStep(memo.get(id(owner), owner), copy.deepcopy(self._inner, memo))
+
+
+def count_optimizer_steps(optimizer: Any) -> None:
+    """Make ``optimizer.step()`` count its calls in ``optimizer._global_step``, from -1.
+
+    Wrapping twice (several schedulers on one optimizer) keeps the first wrapper; an object
+    without a ``step`` method (a bare ``param_groups`` holder) is left alone.
+    """
+    step = getattr(optimizer, "step", None)
+    if not getattr(step, "_with_counter", False):
+        if not callable(getattr(type(optimizer), "step", None)):
+            return
+        optimizer.step = _CountedStep(optimizer, vars(optimizer).get("step"))
     optimizer._global_step = -1
 
 

@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
-from trainer.config.types import build_object, resolve_type
 from trainer.schedulers.base import ParamScheduler
 from trainer.schedulers.variants import SCHEDULERS
 
@@ -88,6 +87,8 @@ def _is_scheduler(obj: Any) -> bool:
 
 
 def _build_one(cfg: Mapping[str, Any], optim_wrapper: Any, run: _Run) -> Any:
+    from trainer.config.types import build_object, resolve_type  # loaded when a dict is used
+
     cfg = dict(cfg)
     name = cfg.get("type", "?")
     convert = cfg.pop("convert_to_iter_based", False)

@@ -14,7 +14,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from trainer.dist import is_main_process
-from trainer.schedulers.base import INF, ParamScheduler, SchedulerArgumentError
+from trainer.schedulers.base import (
+    INF,
+    ParamScheduler,
+    SchedulerArgumentError,
+    param_groups_of,
+)
 
 RULES = ("less", "greater")
 THRESHOLD_RULES = ("rel", "abs")
@@ -86,25 +91,25 @@ class ReduceOnPlateauParamScheduler(ParamScheduler):
         self.patience = self._whole("patience", patience, minimum=0)
         self.cooldown = self._whole("cooldown", cooldown, minimum=0)
         self.eps = self._real("eps", eps, low=0)
-        self._min_value = min_value
-        # Plain numbers only, so the state stays loadable with weights_only=True.
-        self.rule_worse = INF if rule == "less" else -INF
+        groups = param_groups_of(optimizer, owner)
+        if isinstance(min_value, (list, tuple)):
+            if len(min_value) != len(groups):
+                raise ValueError(f"{owner}: expected {len(groups)} min_value entries (one per "
+                                 f"param group), got {len(min_value)}")
+            self.min_values = [self._real("each min_value", v) for v in min_value]
+        else:
+            self.min_values = [self._real("min_value", min_value)] * len(groups)
+        # Any first metric is an improvement (MMEngine starts from +-1e9, so a metric beyond
+        # that never improves there).
+        self.rule_worse = math.inf if rule == "less" else -math.inf
         self.best: float = self.rule_worse
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
         super().__init__(optimizer, param_name, begin, end, last_step, by_epoch, verbose)
-        del self._min_value
 
     def _prepare(self, last_step: int) -> None:
-        groups = self.optimizer.param_groups
-        if isinstance(self._min_value, (list, tuple)):
-            if len(self._min_value) != len(groups):
-                raise ValueError(f"{type(self).__name__}: expected {len(groups)} min_value "
-                                 f"entries (one per param group), got {len(self._min_value)}")
-            self.min_values = [self._real("each min_value", v) for v in self._min_value]
-        else:
-            self.min_values = [self._real("min_value", self._min_value)] * len(groups)
-        self._last_value = [group[self.param_name] for group in groups]
+        # step() without metrics (the one at the end of __init__) does not record values.
+        self._last_value = [group[self.param_name] for group in self.optimizer.param_groups]
 
     def step(self, metrics: Mapping[str, Any] | None = None) -> None:
         """Count a training epoch (no argument) or judge a validation's ``metrics``."""

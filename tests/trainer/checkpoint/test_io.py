@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,7 @@ import time
 import fsspec
 import pytest
 import torch
+from fsspec.implementations.memory import MemoryFileSystem
 from torch import nn
 
 from tests.conftest import ToyNet, toy_loader
@@ -154,3 +156,33 @@ def test_last_without_pointer_is_a_clear_error(tmp_path):
     trainer = Trainer(max_iters=1, work_dir=str(tmp_path / "empty"), default_callbacks=QUIET)
     with pytest.raises(ValueError, match="has no last_checkpoint"):
         trainer.test(ToyNet(), toy_loader(), ckpt_path="last")
+
+
+class FullDisk(MemoryFileSystem):
+    """A filesystem whose disk fills up while ``iter_4.pth`` is written."""
+
+    protocol = "fulldisk"
+    root_marker = "/"
+
+    def _open(self, path, mode="rb", **kwargs):
+        f = super()._open(path, mode, **kwargs)
+        if "iter_4.pth" in path and "w" in mode:
+            def write(data):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            f.write = write
+        return f
+
+
+def test_failing_write_is_an_oserror_naming_the_checkpoint_and_keeps_the_last_one():
+    fsspec.register_implementation("fulldisk", FullDisk, clobber=True)
+    work_dir = "fulldisk://full_run"
+    trainer = Trainer(max_iters=6, work_dir=work_dir, default_callbacks={
+        **QUIET, "checkpoint": {"interval": 2, "by_epoch": False}})
+    with pytest.raises(OSError, match=r"could not write checkpoint fulldisk://full_run/iter_4\.pth"
+                                      r": .*No space left on device") as info:
+        trainer.fit(ToyNet(), toy_loader())
+    assert info.value.errno == errno.ENOSPC
+    assert trainer.iter == 3  # the save of iteration 4 failed inside its after_train_iter
+    assert read_last_checkpoint(work_dir) == f"{work_dir}/iter_2.pth"
+    assert load_checkpoint(f"{work_dir}/iter_2.pth")["meta"]["iter"] == 2
+    assert not [p for p in fsspec.filesystem("fulldisk").find("/full_run") if ".tmp-" in p]

@@ -6,40 +6,10 @@ import pytest
 import torch
 from trainer.callbacks import Callback
 
-from tests.conftest import ToyNet, accuracy, toy_loader
+from tests.conftest import ToyNet, toy_loader
+from tests.trainer.checkpoint.helpers import EPOCH_LEN, assert_same_weights, run
 from trainer import Trainer
 from trainer.checkpoint.io import load_checkpoint
-
-EPOCH_LEN = 5  # 40 samples, batch 8
-
-
-def run(work_dir, length, resume_from=None, ckpt_interval=None, **kwargs):
-    """Train with shuffling, dropout, accumulation, two schedulers and validation."""
-    by_epoch = "max_epochs" in length
-    torch.manual_seed(123)  # the model's init differs from the first run's; resume overwrites it
-    model = ToyNet(dropout=0.3)
-    checkpoint = {"interval": ckpt_interval or -1, "by_epoch": False, "save_best": "acc"}
-    trainer = Trainer(
-        **length, work_dir=work_dir, seed=0,
-        val_interval=2 if by_epoch else 6,
-        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1, momentum=0.9),
-                           accumulative_counts=3),
-        param_scheduler=[dict(type="LinearLR", start_factor=0.2, by_epoch=False, end=4),
-                         dict(type="MultiStepLR", milestones=[2], by_epoch=True)],
-        val_evaluator={"acc": accuracy()},
-        resume=kwargs.pop("resume", resume_from is not None), load_from=resume_from,
-        default_callbacks={"progress": None, "logger": None, "checkpoint": checkpoint},
-        **kwargs,
-    )
-    trainer.fit(model, toy_loader(n=40, shuffle=True), toy_loader(n=16, shuffle=True))
-    return model, trainer
-
-
-def assert_same_weights(a, b):
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    different = [k for k in sa if not torch.equal(sa[k], sb[k])]
-    assert not different, f"weights differ: {different}"
 
 
 @pytest.mark.parametrize(("length", "k"), [
@@ -152,13 +122,6 @@ def test_resume_true_picks_the_latest_checkpoint_in_work_dir(tmp_path):
     assert second.iter == 12 and first.iter == 8
 
 
-def test_new_run_refuses_a_work_dir_that_holds_one(tmp_path):
-    work_dir = str(tmp_path / "run")
-    run(work_dir, {"max_iters": 4})
-    with pytest.raises(FileExistsError, match=r"already holds a run.*pass resume=True"):
-        run(work_dir, {"max_iters": 4})
-
-
 def test_load_from_without_resume_loads_weights_only(tmp_path):
     model, first = run(tmp_path / "first", {"max_iters": 8})
     trainer = Trainer(max_iters=1, work_dir=str(tmp_path / "second"),
@@ -187,3 +150,42 @@ def test_a_checkpoint_records_the_progress_it_is_given(tmp_path):
     done = load_checkpoint(str(tmp_path / "done.pth"))["meta"]
     assert (as_is["iter"], as_is["batch_idx"]) == (2, 3)  # batch_idx counts consumed batches
     assert (done["iter"], done["batch_idx"]) == (3, 3)
+
+
+@pytest.mark.parametrize("layout", ["state_dict_key", "bare_state_dict"])
+def test_weights_only_file_loads_weights_and_refuses_to_resume(tmp_path, layout):
+    source = ToyNet()
+    weights = source.state_dict()
+    path = tmp_path / "published.pth"
+    torch.save({"state_dict": weights} if layout == "state_dict_key" else weights, path)
+    loaded = ToyNet()
+    trainer = Trainer(max_iters=2, work_dir=str(tmp_path / "load"), load_from=str(path),
+                      optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.0)),
+                      default_callbacks={"progress": None, "logger": None})
+    trainer.fit(loaded, toy_loader())
+    assert trainer.iter == 2  # counters started at 0
+    assert_same_weights(source, loaded)
+
+    untouched = ToyNet()
+    before = {k: v.clone() for k, v in untouched.state_dict().items()}
+    resuming = Trainer(max_iters=2, work_dir=str(tmp_path / "resume"), load_from=str(path),
+                       resume=True, default_callbacks={"progress": None, "logger": None})
+    with pytest.raises(ValueError, match=rf"{path} holds weights only.*resume=False.*loads its"):
+        resuming.fit(untouched, toy_loader())
+    assert all(torch.equal(before[k], v) for k, v in untouched.state_dict().items())
+    assert resuming.iter == 0
+
+
+def test_resume_says_where_it_resumed_from(tmp_path, capsys):
+    work_dir = str(tmp_path / "run")
+    run(work_dir, {"max_iters": 8}, ckpt_interval=4)
+    capsys.readouterr()
+    run(work_dir, {"max_iters": 12}, resume=True)
+    assert f"resumed from {work_dir}/iter_8.pth at epoch 1, iteration 8" in capsys.readouterr().out
+
+
+def test_resume_with_nothing_to_resume_warns_and_starts_from_scratch(tmp_path):
+    with pytest.warns(UserWarning, match=rf"no checkpoint in {tmp_path}/empty: starting from "
+                                         "scratch"):
+        _, trainer = run(str(tmp_path / "empty"), {"max_iters": 3}, resume=True)
+    assert trainer.iter == 3

@@ -411,7 +411,15 @@ def test_registry_decorators_port_but_register_nothing():
         HOOKS.register_module(MeanTeacherHook)
 
 
-def test_is_model_wrapper():
+def test_is_model_wrapper_for_ddp_and_not_for_fsdp2(one_rank_group):
+    from torch.distributed.fsdp import fully_shard
+
+    from trainer.dist.ddp import SeparateDistributedModel
+
     model = ToyNet()
-    assert is_model_wrapper(nn.DataParallel(model))
     assert not is_model_wrapper(model)
+    assert is_model_wrapper(nn.DataParallel(model))
+    assert is_model_wrapper(nn.parallel.DistributedDataParallel(ToyNet()))
+    assert is_model_wrapper(SeparateDistributedModel(SemiNet()))
+    sharded = fully_shard(ToyNet())  # changes the class in place: the model is its own
+    assert not is_model_wrapper(sharded) and not hasattr(sharded, "module")

@@ -3,7 +3,8 @@
 Imported by the tests (one process, ``devices=2``) and run as a script under ``torchrun``
 (``python -m torch.distributed.run ... order_scenarios.py OUT [SCENARIO ...]``), so every launch
 mode trains exactly the same scenarios. Each scenario writes ``OUT/<name>-rank<r>.json`` (the
-recorded batches) and ``OUT/<name>.pt`` (the final weights, from rank zero).
+recorded batches) and ``OUT/<name>-rank<r>.pt`` (the final weights; with ``devices=N`` only
+rank zero's, which the caller holds).
 """
 
 from __future__ import annotations
@@ -63,19 +64,20 @@ def length(kind: str, world_size: int) -> dict:
 
 
 def train(out: Path, name: str, kind: str, devices: int, world_size: int, *,
-          save_at: int = -1, resume_from: str | None = None) -> Trainer:
+          save_at: int = -1, resume_from: str | None = None,
+          loader: DataLoader | None = None) -> Trainer:
     torch.manual_seed(1)
     model = IndexedNet(dropout=0.3)  # dropout: the resumed run must restore the RNG too
     trainer = Trainer(
         **length(kind, world_size), work_dir=str(out / name), devices=devices, seed=0,
+        log_interval=1,
         resume=resume_from is not None, load_from=resume_from,
         optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
         callbacks=[RecordIndices(str(out / name))],
-        default_callbacks={"progress": None, "logger": None,
+        default_callbacks={"progress": None,
                            "checkpoint": {"interval": save_at, "by_epoch": False}})
-    trainer.fit(model, DataLoader(IndexedSet(), batch_size=BATCH, shuffle=True))
-    if trainer.rank == 0:
-        torch.save(model.state_dict(), out / f"{name}.pt")
+    trainer.fit(model, loader or DataLoader(IndexedSet(), batch_size=BATCH, shuffle=True))
+    torch.save(model.state_dict(), out / f"{name}-rank{trainer.rank}.pt")
     return trainer
 
 

@@ -15,7 +15,8 @@ import torch
 
 from tests.trainer.dist import order_scenarios
 from tests.trainer.dist.launchers import torchrun
-from tests.trainer.dist.order_scenarios import CUT, SAMPLES
+from tests.trainer.dist.order_scenarios import CUT, SAMPLES, IndexedSet
+from trainer.config.data import build_dataloader
 
 KINDS = ("epoch", "iter")
 
@@ -62,9 +63,17 @@ def check_resumed_equals_straight(out: Path, kind: str, world_size: int) -> None
     for rank in range(world_size):
         joined = [b for b in first[rank] if b[1] < cut] + resumed[rank]
         assert joined == straight[rank], f"rank {rank}"
-    weights = {n: torch.load(out / f"{kind}-{n}.pt") for n in ("straight", "resumed")}
-    for key, value in weights["straight"].items():
-        assert torch.equal(value, weights["resumed"][key]), key
+    assert_same_weights(weights(out, f"{kind}-straight"), weights(out, f"{kind}-resumed"))
+
+
+def weights(out: Path, name: str, rank: int = 0) -> dict[str, torch.Tensor]:
+    return torch.load(out / f"{name}-rank{rank}.pt")
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
 
 
 def check_matrix(out: Path, world_size: int) -> None:
@@ -93,4 +102,18 @@ def test_torchrun(tmp_path):
     proc = torchrun(order_scenarios.__file__, str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     check_matrix(tmp_path, 2)
+    for kind in KINDS:  # every rank ends with the same weights
+        assert_same_weights(weights(tmp_path, f"{kind}-straight", 0),
+                            weights(tmp_path, f"{kind}-straight", 1))
+    # Only rank zero prints: one last line per run (straight, first, resumed) of 5 iterations.
+    assert proc.stdout.count("Iter(train) [5/5]") == 3, proc.stdout[-2000:]
     assert "broadcast_buffers" not in proc.stderr  # no deprecation warning from DDP
+
+
+def test_devices_2_with_a_seeded_sampler_from_a_config(tmp_path):
+    """The config's ``DefaultSampler`` is built before the workers start; they still split it."""
+    loader = build_dataloader(dict(dataset=IndexedSet(), batch_size=order_scenarios.BATCH,
+                                   sampler=dict(type="DefaultSampler", shuffle=True, seed=42)),
+                              "train_dataloader")
+    order_scenarios.train(tmp_path, "config", "epoch", 2, 2, loader=loader)
+    check_each_epoch_sees_every_sample_once_in_a_new_order(records(tmp_path, "config", 2))

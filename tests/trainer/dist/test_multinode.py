@@ -7,7 +7,13 @@ import torch
 
 from tests.trainer.dist import order_scenarios
 from tests.trainer.dist.launchers import two_nodes
-from tests.trainer.dist.test_data_order import KINDS, check_matrix, records
+from tests.trainer.dist.test_data_order import (
+    KINDS,
+    assert_same_weights,
+    check_matrix,
+    records,
+    weights,
+)
 from tests.trainer.dist.test_ddp import FAILING_RUN
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
@@ -26,9 +32,7 @@ def test_two_nodes_train_to_the_weights_of_one_machine_with_two_processes(tmp_pa
         for run in ("straight", "resumed"):
             name = f"{kind}-{run}"
             assert records(nodes, name, 2) == records(one_machine, name, 2), name
-            expected = torch.load(one_machine / f"{name}.pt")
-            for key, value in torch.load(nodes / f"{name}.pt").items():
-                assert torch.equal(value, expected[key]), f"{name}: {key}"
+            assert_same_weights(weights(nodes, name), weights(one_machine, name))
 
 
 @pytest.mark.slow

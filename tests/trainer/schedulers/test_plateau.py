@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from trainer.callbacks import Callback
 
-from tests.conftest import ToyNet, toy_loader
+from tests.conftest import SaveAfterValidation, ToyNet, toy_loader
 from trainer import Trainer
 from trainer.schedulers import (
     ReduceOnPlateauLR,
@@ -138,27 +138,27 @@ class ScriptedLoss(Callback):
 
 
 class RecordLR(Callback):
-    def __init__(self):
-        super().__init__()
-        self.lrs = {}
-
-    def before_train_epoch(self, trainer):
-        self.lrs[trainer.epoch] = trainer.optim_wrapper.get_lr()["lr"][0]
-
-
-class SaveAfterValidation(Callback):
-    """Writes a checkpoint after validation ``epoch`` (once the scheduler has seen it) and stops."""
+    """The learning rate after each validation (once the scheduler has judged it), checking
+    that every rank holds the same one."""
 
     priority = "LOWEST"
 
-    def __init__(self, epoch, path):
+    def __init__(self):
         super().__init__()
-        self.epoch, self.path = epoch, path
+        self.lrs = []
 
     def after_val_epoch(self, trainer, metrics=None):
-        if trainer.epoch == self.epoch:
-            trainer.save_checkpoint(self.path)
-            trainer.stop_training = True
+        from trainer.dist import all_gather_object
+
+        lr = trainer.optim_wrapper.get_lr()["lr"][0]
+        assert len(set(all_gather_object(lr))) == 1
+        self.lrs.append(lr)
+
+    def state_dict(self):  # how a devices=2 run hands the record back
+        return {"lrs": self.lrs}
+
+    def load_state_dict(self, state_dict):
+        self.lrs = list(state_dict["lrs"])
 
 
 class LossOnVal(ToyNet):
@@ -168,34 +168,47 @@ class LossOnVal(ToyNet):
         return super().forward(x, y, mode)
 
 
-def fit(work_dir, callbacks, **kwargs):
+# Epoch-based: 15 epochs of 4 batches; iteration-based: 60 iterations, validating after each
+# pass over the same 4 batches, so both see the same validations.
+LOOPS = {"epochs": dict(max_epochs=15), "iters": dict(max_iters=60, val_interval=4)}
+
+
+def fit(work_dir, callbacks, loop="epochs", **kwargs):
     torch.manual_seed(0)
     model = LossOnVal()
-    trainer = Trainer(max_epochs=15, work_dir=work_dir, callbacks=[ScriptedLoss(), *callbacks],
+    trainer = Trainer(work_dir=work_dir, callbacks=[ScriptedLoss(), *callbacks],
                       default_callbacks={"progress": None, "logger": None},
-                      param_scheduler=dict(type="ReduceOnPlateauLR", **SETTINGS), **kwargs)
+                      param_scheduler=dict(type="ReduceOnPlateauLR", **SETTINGS),
+                      **LOOPS[loop], **kwargs)
     trainer.fit(model, toy_loader(n=32), toy_loader(n=8))
     return trainer, model
 
 
-def test_trainer_steps_the_plateau_scheduler_after_each_validation(tmp_path):
+@pytest.mark.parametrize("loop", list(LOOPS))
+def test_trainer_steps_the_plateau_scheduler_after_each_validation(tmp_path, loop):
     record = RecordLR()
-    trainer, _ = fit(str(tmp_path / "straight"), [record])
-    # v15 falls outside the window: end defaults to max_epochs=15 training epochs.
-    assert list(record.lrs.values()) == pytest.approx([0.1, *AFTER[:14]])
+    trainer, _ = fit(str(tmp_path / "straight"), [record], loop)
+    # v15 falls outside the window: end defaults to the run's 15 (training) epochs.
+    assert record.lrs == pytest.approx(AFTER)
     assert trainer.optim_wrapper.get_lr()["lr"] == [pytest.approx(0.02)]
 
 
-def test_trainer_resume_in_the_middle_of_the_patience_window_is_exact(tmp_path):
-    straight, straight_model = fit(str(tmp_path / "straight"), [])
+@pytest.mark.parametrize("loop", list(LOOPS))
+def test_trainer_resume_in_the_middle_of_the_patience_window_is_exact(tmp_path, loop):
+    straight, straight_model = fit(str(tmp_path / "straight"), [], loop)
     path = str(tmp_path / "after_val_8.pth")
-    fit(str(tmp_path / "first"), [SaveAfterValidation(8, path)])
+    fit(str(tmp_path / "first"), [SaveAfterValidation(path, after=8, stop=True)], loop)
     record = RecordLR()
-    resumed, resumed_model = fit(str(tmp_path / "second"), [record], resume=True,
+    resumed, resumed_model = fit(str(tmp_path / "second"), [record], loop, resume=True,
                                  load_from=path)
-    scheduler = resumed.param_schedulers[0]
-    assert list(record.lrs) == list(range(8, 15))
-    assert list(record.lrs.values()) == pytest.approx(AFTER[7:14])
-    assert scheduler.state_dict() == straight.param_schedulers[0].state_dict()
+    assert record.lrs == pytest.approx(AFTER[8:])
+    assert resumed.param_schedulers[0].state_dict() == straight.param_schedulers[0].state_dict()
     for a, b in zip(straight_model.state_dict().values(), resumed_model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.slow
+def test_two_processes_reduce_together(tmp_path):
+    record = RecordLR()
+    fit(str(tmp_path / "ddp"), [record], devices=2, strategy="ddp")
+    assert record.lrs == pytest.approx(AFTER)

@@ -8,3 +8,4 @@ runner = dict(max_epochs=10)
 checkpoint_config = dict(interval=5, max_keep_ckpts=2)
 log_config = dict(interval=4, hooks=[dict(type="TextLoggerHook")])
 custom_hooks = []
+evaluation = dict(interval=1, metric="accuracy")

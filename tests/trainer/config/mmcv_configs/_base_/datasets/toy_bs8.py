@@ -7,4 +7,3 @@ data = dict(
     val=dict(type=dataset_type, n=48, seed=1),
     test=dict(type=dataset_type, n=48, seed=2),
 )
-evaluation = dict(interval=1, metric="accuracy")

@@ -1,0 +1,56 @@
+"""MessageHub: MMEngine's API, as ported hooks call it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from trainer.callbacks import Callback
+
+from tests.conftest import ToyNet, toy_loader
+from trainer import Trainer
+from trainer.message_hub import MessageHub
+
+
+def test_get_info_gives_ported_hooks_the_runs_counters(work_dir):
+    seen = []
+
+    class PortedHook(Callback):  # MMEngine hooks read runner.message_hub.get_info(...)
+        def after_train_iter(self, trainer, batch_idx, data_batch=None, outputs=None):
+            hub = trainer.message_hub
+            seen.append((hub.get_info("iter"), hub.get_info("max_iters"),
+                         hub.get_info("no_such_key", "fallback")))
+
+    Trainer(max_iters=3, work_dir=work_dir, callbacks=[PortedHook()],
+            default_callbacks={"progress": None, "logger": None}).fit(ToyNet(), toy_loader())
+    assert seen == [(0, 3, "fallback"), (1, 3, "fallback"), (2, 3, "fallback")]
+
+
+def test_scalars_and_infos_with_mmengine_signatures():
+    hub = MessageHub()
+    hub.update_scalar("train/loss", torch.tensor(2.0))
+    hub.update_scalars({"train/loss": 1.0, "train/acc": 0.5}, False)  # resumed, positionally
+    hub.update_scalars({"acc": 0.7}, prefix="val/")
+    assert hub.log_scalars is hub.scalars
+    assert hub.get_scalar("train/loss").current() == 1.0
+    assert hub.get_scalar("train/loss").mean() == 1.5
+    assert hub.get_scalar("val/acc").current() == 0.7
+    hub.update_info("epoch", 3)
+    hub.update_info_dict({"lr": 0.1, "note": "x"})
+    hub.update_info("scratch", 7, resumed=False)
+    assert hub.get_info("epoch") == 3 and hub.get_info("missing", "d") == "d"
+    assert hub.runtime_info["scratch"] == 7
+    state = hub.state_dict()
+    assert state["runtime_info"] == {"epoch": 3, "lr": 0.1, "note": "x"}
+    other = MessageHub()
+    other.load_state_dict(state)
+    assert other.get_scalar("train/loss").mean() == 1.5 and other.get_info("scratch") is None
+
+
+def test_bad_calls_say_what_is_supported():
+    hub = MessageHub()
+    with pytest.raises(ValueError, match="only count=1 is supported"):
+        hub.update_scalar("train/loss", 4.0, count=4)
+    with pytest.raises(TypeError, match="update_scalars expects a dict of scalars, got list"):
+        hub.update_scalars([1.0])
+    with pytest.raises(KeyError, match=r"no scalar 'train/x' was logged; logged: \[\]"):
+        hub.get_scalar("train/x")
