@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test doctest lint bench
+.PHONY: demo test doctest lint bench docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,3 +32,7 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/overhead.py
 	$(PY) benchmarks/import_time.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/data_position.py
+
+# The documentation site, built strictly (a broken link or reference fails) into site/.
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict

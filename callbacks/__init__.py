@@ -13,6 +13,7 @@ from trainer.callbacks.ema import EMACallback
 from trainer.callbacks.logger import LoggerCallback
 from trainer.callbacks.lr_monitor import LRMonitorCallback
 from trainer.callbacks.param_scheduler import ParamSchedulerCallback
+from trainer.callbacks.profiler import ProfilerCallback
 from trainer.callbacks.progress import ProgressBarCallback
 from trainer.callbacks.runtime_info import RuntimeInfoCallback
 from trainer.callbacks.sampler_seed import DistSamplerSeedCallback
@@ -23,7 +24,7 @@ CALLBACKS: dict[str, type[Callback]] = {
     cls.__name__: cls for cls in (
         CheckpointCallback, DistSamplerSeedCallback, EarlyStoppingCallback, EMACallback,
         IterTimerCallback, LoggerCallback, LRMonitorCallback, ParamSchedulerCallback,
-        ProgressBarCallback, RuntimeInfoCallback, TensorBoardCallback,
+        ProfilerCallback, ProgressBarCallback, RuntimeInfoCallback, TensorBoardCallback,
     )
 }
 # MMEngine's hook names, so configs that name them keep working.
@@ -51,6 +52,7 @@ def build_callback(cfg: Callback | Mapping[str, Any]) -> Callback:
 __all__ = [
     "CALLBACKS", "HOOK_NAMES", "PRIORITIES", "Callback", "CallbackList", "CheckpointCallback",
     "DistSamplerSeedCallback", "EMACallback", "EarlyStoppingCallback", "IterTimerCallback",
-    "LRMonitorCallback", "LoggerCallback", "ParamSchedulerCallback", "ProgressBarCallback",
+    "LRMonitorCallback", "LoggerCallback", "ParamSchedulerCallback", "ProfilerCallback",
+    "ProgressBarCallback",
     "RuntimeInfoCallback", "TensorBoardCallback", "build_callback",
 ]

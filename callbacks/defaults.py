@@ -26,7 +26,8 @@ DEFAULT_CALLBACKS: dict[str, type[Callback]] = {
 }
 
 
-def default_options(name: str, *, by_epoch: bool, val_interval: int) -> dict[str, Any]:
+def default_options(name: str, *, by_epoch: bool, val_interval: int,
+                    jsonl: bool = True) -> dict[str, Any]:
     """The options a default callback gets before the user's overrides.
 
     Checkpoints are saved every epoch, or every ``val_interval`` iterations (at each validation).
@@ -38,12 +39,15 @@ def default_options(name: str, *, by_epoch: bool, val_interval: int) -> dict[str
     if name == "checkpoint":
         return {"interval": 1, "by_epoch": True} if by_epoch \
             else {"interval": val_interval, "by_epoch": False}
+    if name == "logger" and not jsonl:  # Trainer(loggers=[...]) without "jsonl"
+        return {"scalars_file": False}
     return {}
 
 
 def build_callbacks(extra: Sequence[Any] | None, overrides: Mapping[str, Any] | None, *,
-                    by_epoch: bool, val_interval: int) -> list[Callback]:
-    """The default callbacks, adjusted by ``overrides``, followed by ``extra``.
+                    by_epoch: bool, val_interval: int, jsonl: bool = True) -> list[Callback]:
+    """The default callbacks, adjusted by ``overrides``, followed by ``extra``; ``jsonl`` says
+    whether the logger writes ``scalars.jsonl``.
 
     Example:
         >>> built = build_callbacks(None, {"progress": None, "timer": None}, by_epoch=True,
@@ -67,7 +71,8 @@ def build_callbacks(extra: Sequence[Any] | None, overrides: Mapping[str, Any] | 
         if isinstance(override, Callback):
             built.append(override)
         elif isinstance(override, Mapping):
-            options = default_options(name, by_epoch=by_epoch, val_interval=val_interval)
+            options = default_options(name, by_epoch=by_epoch, val_interval=val_interval,
+                                      jsonl=jsonl)
             # With no overrides there is nothing to resolve or check: the config layer stays unloaded.
             built.append(cls(**options) if not override
                          else build_callback({"type": cls, **options, **override}))

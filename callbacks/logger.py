@@ -92,6 +92,8 @@ class LoggerCallback(Callback):
             ``log_name`` the entry replaces the key's default statistic.
         mean_pattern: a regular expression; matching keys are averaged over ``window_size``.
         num_digits: digits after the point in the printed line.
+        scalars_file: append each record to ``scalars.jsonl`` (``Trainer(loggers=[...])``
+            without ``"jsonl"`` turns it off).
 
     Example:
         >>> LoggerCallback(interval=20, custom_cfg=[
@@ -106,7 +108,7 @@ class LoggerCallback(Callback):
                  ignore_last: bool = False,
                  custom_cfg: Sequence[Mapping[str, Any]] | None = None,
                  mean_pattern: str = MEAN_PATTERN, num_digits: int = 4,
-                 priority: int | str | None = None) -> None:
+                 scalars_file: bool = True, priority: int | str | None = None) -> None:
         super().__init__(priority)
         for name, value in (("interval", interval), ("window_size", window_size),
                             ("interval_exp_name", interval_exp_name),
@@ -124,6 +126,7 @@ class LoggerCallback(Callback):
             raise ValueError(f"mean_pattern must be a regular expression, got "
                              f"{mean_pattern!r}: {err}") from None
         self.num_digits = num_digits
+        self.scalars_file = scalars_file
         self.log: RunLog | None = None
         self._interval = interval or 1
         self._training, self._by_epoch, self._last = False, True, 0
@@ -208,7 +211,8 @@ class LoggerCallback(Callback):
         values["memory"] = memory
         # epoch: the line's 1-based epoch; iteration-based: the passes over the loader done.
         epoch = trainer.epoch + 1 if trainer.by_epoch else trainer.epoch
-        self.log.scalars({"mode": "train", "epoch": epoch, "iter": step, **values})
+        if self.scalars_file:
+            self.log.scalars({"mode": "train", "epoch": epoch, "iter": step, **values})
         trainer.message_hub.publish("train", values, step)
 
     def _log_eval(self, trainer: Any, stage: str, metrics: dict[str, Any] | None) -> None:
@@ -222,8 +226,9 @@ class LoggerCallback(Callback):
             where = f"Epoch({stage})"
         shown = "  ".join(f"{k}: {_fmt(v, self.num_digits)}" for k, v in metrics.items())
         self.log.info(f"{where}  {shown}".rstrip())
-        self.log.scalars({"mode": stage, "epoch": trainer.epoch, "iter": trainer.iter,
-                          **{f"{stage}/{k}": v for k, v in metrics.items()}})
+        if self.scalars_file:
+            self.log.scalars({"mode": stage, "epoch": trainer.epoch, "iter": trainer.iter,
+                              **{f"{stage}/{k}": v for k, v in metrics.items()}})
         by_epoch = self.log_metric_by_epoch and trainer.by_epoch and training
         scalars = {k: float(v) for k, v in metrics.items() if _is_number(v)}
         trainer.message_hub.publish(stage, scalars, trainer.epoch if by_epoch else trainer.iter)

@@ -10,8 +10,8 @@ import time
 from typing import IO, Any
 
 import fsspec
-from trainer.callbacks.base import Callback
-from trainer.callbacks.logger import LoggerCallback
+
+from trainer.loggers.base import ScalarSink, flatten
 
 _file_numbers = itertools.count()
 
@@ -47,22 +47,38 @@ class EventFileWriter:
         self._add(self._event(wall_time=time.time(), step=int(step),
                               summary=self._summary(value=values)))
 
+    def add_text(self, tag: str, text: str, step: int = 0) -> None:
+        """A text summary (TensorBoard's Text tab renders it as Markdown)."""
+        from tensorboard.compat.proto.summary_pb2 import SummaryMetadata
+        from tensorboard.compat.proto.tensor_pb2 import TensorProto
+        from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+        from tensorboard.compat.proto.types_pb2 import DT_STRING
+
+        tensor = TensorProto(dtype=DT_STRING, string_val=[text.encode()],
+                             tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=1)]))
+        metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="text"))
+        value = self._summary.Value(tag=tag, metadata=metadata, tensor=tensor)
+        self._add(self._event(wall_time=time.time(), step=int(step),
+                              summary=self._summary(value=[value])))
+
     def close(self) -> None:
         if not self._records.closed:
             self._records.close()
 
 
-class TensorBoardCallback(Callback):
+class TensorBoardCallback(ScalarSink):
     """Write every scalar the logger logs to ``<work_dir>/<timestamp>/tensorboard/``.
 
-    That is each training record (losses, ``lr``, ``data_time``/``time``, ``memory``, and what
-    ``LRMonitorCallback`` adds, such as momentum), tagged ``train/<name>`` at step ``iter``, and
-    every validation and test metric as ``val/<name>``/``test/<name>`` at step ``epoch`` or
-    ``iter`` (``LoggerCallback(log_metric_by_epoch=...)``). The values are the logger's, with its
-    interval and smoothing, so they match the console and ``scalars.jsonl``; the logger callback
-    must therefore be on. Only rank zero writes. Not a default callback: add it with
-    ``callbacks=[TensorBoardCallback()]`` or ``dict(type="TensorBoardCallback")``, then run
-    ``tensorboard --logdir <work_dir>``.
+    That is each training record (losses, ``lr``, ``data_time``/``time``, throughput, ``memory``,
+    and what ``LRMonitorCallback`` adds, such as momentum), tagged ``train/<name>`` at step
+    ``iter``, and every validation and test metric as ``val/<name>``/``test/<name>`` at step
+    ``epoch`` or ``iter`` (``LoggerCallback(log_metric_by_epoch=...)``). The values are the
+    logger's, with its interval and smoothing, so they match the console and ``scalars.jsonl``;
+    the logger callback must therefore be on. Only rank zero writes. Not a default callback: add
+    it with ``loggers=["jsonl", "tensorboard"]``, ``callbacks=[TensorBoardCallback()]`` or
+    ``dict(type="TensorBoardCallback")`` (the same sink), then run
+    ``tensorboard --logdir <work_dir>``. The run configuration is a table under the
+    ``config`` tag of the Text tab.
 
     Args:
         log_dir: where to write instead (a path or fsspec URL).
@@ -72,8 +88,6 @@ class TensorBoardCallback(Callback):
         TensorBoardCallback(priority='VERY_LOW')
     """
 
-    priority = "VERY_LOW"
-
     def __init__(self, log_dir: str | None = None, priority: int | str | None = None) -> None:
         super().__init__(priority)
         if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
@@ -81,25 +95,16 @@ class TensorBoardCallback(Callback):
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
         self.writer: EventFileWriter | None = None
 
-    def before_run(self, trainer: Any) -> None:
-        if not trainer.callbacks.get(LoggerCallback):
-            raise ValueError(
-                "TensorBoardCallback writes what LoggerCallback logs, but the logger is switched "
-                "off: remove default_callbacks={'logger': None} (pass {'logger': {...}} to "
-                "change its interval or output instead)")
-        if trainer.rank != 0:
-            return
+    def open(self, trainer: Any, config: dict[str, Any]) -> None:
         self.writer = EventFileWriter(self.log_dir or posixpath.join(trainer.log_dir,
                                                                      "tensorboard"))
-        trainer.message_hub.subscribe(self.write)
+        rows = "\n".join(f"| {k} | {v} |" for k, v in flatten(config).items())
+        self.writer.add_text("config", f"| name | value |\n| --- | --- |\n{rows}")
 
     def write(self, mode: str, scalars: dict[str, float], step: int) -> None:
-        """A message-hub sink: ``scalars`` of ``mode`` at ``step``."""
-        if self.writer is not None and scalars:
-            self.writer.add_scalars({f"{mode}/{k}": v for k, v in scalars.items()}, step)
+        """Scalars of ``mode`` at ``step``, tagged ``<mode>/<name>``."""
+        self.writer.add_scalars({f"{mode}/{k}": v for k, v in scalars.items()}, step)
 
-    def after_run(self, trainer: Any) -> None:
-        trainer.message_hub.unsubscribe(self.write)
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+    def close(self) -> None:
+        self.writer.close()
+        self.writer = None

@@ -1,26 +1,79 @@
-"""Data-loading and iteration time, and the ETA derived from them."""
+"""Data-loading and iteration time, the ETA derived from them, and throughput."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+import torch
 from trainer.callbacks.base import Callback
+
+from trainer import throughput
+from trainer.arguments import check_positive_int, is_number
+
+RATES = ("iters_per_s", "samples_per_s", "tokens_per_s", "flops", "mfu")
 
 
 class IterTimerCallback(Callback):
-    """Log ``train/data_time`` (waiting for the batch) and ``train/time`` (whole iteration)."""
+    """Log ``train/data_time`` (waiting for the batch) and ``train/time`` (whole iteration), and
+    throughput every ``interval`` iterations.
+
+    Throughput covers the iterations since the previous figure, less validation time; the first
+    interval after a start or resume (compilation, warm-up) only sets the mark, so figures appear
+    from the second interval on. ``train/iters_per_s`` and ``train/samples_per_s`` (the logging
+    iteration's batch size times the iterations, over all processes) always; ``train/tokens_per_s``
+    when the model defines ``count_tokens(data) -> int``; ``train/flops`` (per iteration and
+    process, counted once on the first iteration with ``FlopCounterMode``: matrix products,
+    convolutions and attention, forward and backward) and ``train/mfu`` (achieved over peak FLOP/s
+    per device) when a peak is known or given. Work beyond the two times, and a CUDA sync, happen
+    on those iterations only.
+
+    Args:
+        interval: iterations between throughput figures, counted as the logger counts them;
+            ``None`` uses the logger's interval, so each figure lands on a log line.
+        peak_flops: peak FLOP/s of one device, for MFU; ``None`` uses the known peak of the CUDA
+            device (none on CPU).
+        count_flops: count the FLOPs of the first training iteration.
+
+    Example:
+        >>> IterTimerCallback(peak_flops=312e12)  # an A100 in bf16
+        IterTimerCallback(priority='NORMAL')
+    """
 
     priority = "NORMAL"
 
-    def __init__(self, priority: int | str | None = None) -> None:
+    def __init__(self, interval: int | None = None, peak_flops: float | None = None,
+                 count_flops: bool = True, priority: int | str | None = None) -> None:
         super().__init__(priority)
+        check_positive_int("IterTimerCallback interval", interval, allow_none=True)
+        if peak_flops is not None and not (is_number(peak_flops) and peak_flops > 0):
+            raise ValueError(f"peak_flops must be a positive number of FLOP/s (e.g. 312e12), got "
+                             f"{peak_flops!r}")
+        self.interval = interval
+        self.peak_flops = peak_flops
+        self.count_flops = count_flops
+        self.flops: int | None = None  # per training iteration and process, once counted
         self._last = time.perf_counter()
+        self._interval = interval or 1
+        self._counter: throughput.FlopCount | None = None
+        self._mark: tuple[int, float] | None = None  # (iterations done, time) of the last figure
+        self._val_start = 0.0
 
     def _restart(self, trainer: Any) -> None:
         self._last = time.perf_counter()
 
     before_train_epoch = before_val_epoch = before_test_epoch = _restart  # type: ignore[assignment]
+
+    def before_train(self, trainer: Any) -> None:
+        from trainer.callbacks.logger import LoggerCallback  # it imports this module
+
+        loggers = trainer.callbacks.get(LoggerCallback)
+        self._interval = self.interval or (loggers and loggers[0].interval) or trainer.log_interval
+        self._mark = None
+        for key in RATES:  # a resumed hub holds the last run's figures: not this run's
+            trainer.message_hub.scalars.pop(f"train/{key}", None)
+        if self.count_flops and self.flops is None:
+            self._counter = throughput.FlopCount()
 
     def before_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any = None) -> None:
         trainer.message_hub.update_scalar("train/data_time", time.perf_counter() - self._last)
@@ -30,9 +83,48 @@ class IterTimerCallback(Callback):
         now = time.perf_counter()
         trainer.message_hub.update_scalar("train/time", now - self._last)
         self._last = now
+        if self._counter is not None:
+            self._stop_counting()
+        if (batch_idx + 1) % self._interval == 0:
+            self._log_throughput(trainer, data_batch)
+
+    def before_val(self, trainer: Any) -> None:
+        self._val_start = time.perf_counter()
 
     def after_val(self, trainer: Any) -> None:
         self._last = time.perf_counter()  # validation time is not training time
+        if self._mark is not None:
+            self._mark = (self._mark[0], self._mark[1] + self._last - self._val_start)
+
+    def after_train(self, trainer: Any) -> None:
+        if self._counter is not None:  # training ended before its first iteration did
+            self._stop_counting()
+
+    def _stop_counting(self) -> None:
+        self.flops = self._counter.close()
+        self._counter = None
+
+    def _log_throughput(self, trainer: Any, data_batch: Any) -> None:
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize(trainer.device)  # host time equals device time from here
+        now, done = time.perf_counter(), trainer.state.iter + 1
+        mark, self._mark = self._mark, (done, now)
+        if mark is None or done <= mark[0]:
+            return
+        iters_per_s = (done - mark[0]) / (now - mark[1])
+        rates = {"iters_per_s": iters_per_s}
+        size = throughput.batch_size(data_batch)
+        if size is not None:
+            rates["samples_per_s"] = size * iters_per_s * trainer.world_size
+        count_tokens = getattr(trainer.model, "count_tokens", None)
+        if callable(count_tokens):
+            rates["tokens_per_s"] = int(count_tokens(data_batch)) * iters_per_s * trainer.world_size
+        if self.flops:
+            rates["flops"] = float(self.flops)
+            peak = self.peak_flops or throughput.peak_flops(trainer.device, trainer.precision)
+            if peak:
+                rates["mfu"] = self.flops * iters_per_s / peak
+        trainer.message_hub.update_scalars(rates, prefix="train/")
 
     @staticmethod
     def eta_seconds(trainer: Any) -> float:

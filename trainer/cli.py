@@ -1,5 +1,5 @@
 """The command line: ``python -m trainer {train,test,migrate,print-config,convert-ema,
-consolidate}``."""
+consolidate,plot}``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ examples:
   python -m trainer print-config configs/net.py --cfg-options train_cfg.max_epochs=1
   python -m trainer convert-ema work_dirs/net/epoch_12.pth net_for_mmengine.pth --to mmengine
   python -m trainer consolidate work_dirs/net/epoch_12.pth net_epoch_12.pth   # FSDP -> one file
+  python -m trainer plot work_dirs/net -o curves.png
 
 A config is a Python file of top-level assignments (MMEngine's fields: model,
 train_dataloader, train_cfg, optim_wrapper, param_scheduler, default_hooks, ...), or
@@ -112,9 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "Trainer.test(ckpt_path=FILE) read. Both may be fsspec URLs.")
     consolidate.add_argument("directory", metavar="DIR", help="the sharded checkpoint")
     consolidate.add_argument("output", metavar="FILE", help="the file to write")
+
+    plot = commands.add_parser(
+        "plot", help="draw a run's curves into a PNG",
+        description="Draw WORK_DIR's training loss, learning rate and validation metrics "
+                    "against the iteration (joining resumed parts) from its scalars.jsonl "
+                    "files into a PNG. Needs matplotlib.")
+    plot.add_argument("work_dir", metavar="WORK_DIR", help="the run's work_dir")
+    plot.add_argument("-o", "--output", metavar="FILE",
+                      help="the PNG to write (default: WORK_DIR/curves.png)")
+
     for command in commands.choices.values():  # also after the command: train cfg.py --debug
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help=_DEBUG_HELP)
+
     return parser
 
 
@@ -276,6 +288,17 @@ def _consolidate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from trainer.plot import plot_run
+
+    try:
+        path = plot_run(args.work_dir, args.output)
+    except (FileNotFoundError, ValueError, ImportError) as err:
+        raise _ConfigError(str(err)) from err
+    print(path)
+    return 0
+
+
 _COMMANDS = {"train": _train, "test": _test, "migrate": _migrate, "print-config": _print_config,
-             "convert-ema": _convert_ema, "consolidate": _consolidate}
+             "convert-ema": _convert_ema, "consolidate": _consolidate, "plot": _plot}
 

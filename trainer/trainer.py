@@ -23,6 +23,7 @@ from trainer.compile import check_compile, compile_model
 from trainer.dist import fsdp, launch
 from trainer.dist.strategy import Strategy, parse_strategy
 from trainer.evaluation.evaluator import Evaluator
+from trainer.loggers import build_loggers
 from trainer.loops import (
     BaseTrainLoop,
     EpochBasedTrainLoop,
@@ -84,6 +85,9 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         compile: ``True`` or ``dict(mode=..., fullgraph=..., dynamic=..., regional=False)``:
             ``torch.compile`` the model in place before training (before DDP wrapping);
             ``regional=True`` compiles each repeated block instead of the whole model.
+        loggers: where logged scalars go: names or dicts, ``"jsonl"`` (``scalars.jsonl``, the
+            default), ``"csv"``, ``"tensorboard"``, ``dict(type="mlflow", tracking_uri=...,
+            experiment=...)``, ``dict(type="wandb", project=..., mode="offline")``.
         train_loop, val_loop, test_loop: loop classes to use instead of the built-in ones, or
             ``dict(type=LoopClass, **options)`` for options of the loop's own, such as the
             train loops' ``dynamic_intervals=[(milestone, val_interval), ...]``.
@@ -133,6 +137,7 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         deterministic: bool = False,
         diff_rank_seed: bool = False,
         log_interval: int = 50,
+        loggers: Sequence[str | Mapping[str, Any]] | None = ("jsonl",),
         on_nonfinite: str = "raise",
         interrupt_signals: Sequence[str] = ("SIGTERM",),
         compile: bool | Mapping[str, Any] = False,
@@ -201,9 +206,10 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         self.message_hub = MessageHub()
         self.timestamp = time.strftime("%Y%m%d_%H%M%S")
         self.log_dir = checkpoint.join(self.work_dir, self.timestamp)
+        jsonl, sinks = build_loggers(loggers)
         self.callbacks = CallbackList(
             build_callbacks(callbacks, default_callbacks, by_epoch=by_epoch,
-                            val_interval=self.val_interval))
+                            val_interval=self.val_interval, jsonl=jsonl) + sinks)
         if self.strategy.kind == "fsdp":
             fsdp.check_arguments(self.work_dir, self.precision, self.callbacks)
         self.model: nn.Module | None = None

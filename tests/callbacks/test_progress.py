@@ -42,7 +42,7 @@ def test_plain_lines_when_output_is_not_a_terminal(capsys, work_dir):
     assert [line.split(" [")[0] for line in bars] == [f"Epoch {e}/3: 10/10" for e in (1, 2, 3)]
     assert all("[100%]" in line and "it/s" in line for line in bars)
     # The bar's loss is the log line's (smoothed the same way), and the validation shows.
-    logged = next(re.search(r"loss: (\d\.\d{4})$", line) for line in log_lines
+    logged = next(re.search(r"loss: (\d\.\d{4})(?:  |$)", line) for line in log_lines
               if line.startswith("Epoch(train) [2][10/10]")).group(1)
     assert re.search(rf"loss={logged}, lr=1\.000e-01, val/MulticlassAccuracy=\d\.\d{{4}}$",
                      bars[1])

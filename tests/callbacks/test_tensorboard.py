@@ -39,7 +39,8 @@ def test_every_logged_scalar_is_in_the_event_files(work_dir):
     events = read_events(f"{trainer.log_dir}/tensorboard")
     assert set(events.Tags()["scalars"]) == {
         "train/loss", "train/lr", "train/lr/pg0", "train/momentum/pg0", "train/time",
-        "train/data_time", "train/memory", "val/acc", "test/acc"}
+        "train/data_time", "train/memory", "train/iters_per_s", "train/samples_per_s",
+        "train/flops", "val/acc", "test/acc"}
     # The same numbers as the logger's scalars.jsonl, at the logged iterations.
     with open(f"{trainer.log_dir}/scalars.jsonl") as f:
         records = [json.loads(line) for line in f]
@@ -53,6 +54,8 @@ def test_every_logged_scalar_is_in_the_event_files(work_dir):
     val = [r["val/acc"] for r in records if r["mode"] == "val"]
     assert scalars(events, "val/acc") == [(1, pytest.approx(val[0])), (2, pytest.approx(val[1]))]
     assert scalars(events, "test/acc") == [(20, pytest.approx(test["acc"]))]
+    config = events.Tensors("config")[0]  # the run configuration, in the Text tab
+    assert "| max_epochs | 2 |" in config.tensor_proto.string_val[0].decode()
 
 
 def test_metrics_by_iteration_and_a_remote_work_dir(tmp_path):

@@ -1,5 +1,5 @@
 """The callback fields of a config: ``default_hooks``, ``custom_hooks``, ``log_processor`` and
-``visualizer`` as the Trainer's ``default_callbacks`` and ``callbacks``.
+``visualizer`` as the Trainer's ``default_callbacks``, ``callbacks`` and ``loggers``.
 
 MMEngine's hook names are accepted as ``type`` (``LoggerHook``, ``CheckpointHook``, ...). Under
 a default name, the default callback's own type becomes keyword overrides, so
@@ -40,12 +40,14 @@ def callback_kwargs(config: Mapping[str, Any], modules: Sequence[types.ModuleTyp
     overrides, extra = _default_hooks(config.get("default_hooks"), modules, notes)
     _log_processor(overrides, config.get("log_processor"), notes)
     extra += _custom_hooks(config.get("custom_hooks"), modules, notes)
-    extra += _visualizer(config.get("visualizer"), notes)
     kwargs: dict[str, Any] = {}
     if overrides:
         kwargs["default_callbacks"] = overrides
     if extra:
         kwargs["callbacks"] = extra
+    loggers = _visualizer(config.get("visualizer"), notes)
+    if loggers:
+        kwargs["loggers"] = loggers
     return kwargs
 
 
@@ -69,6 +71,9 @@ def _default_hooks(default_hooks: Any, modules: Sequence[types.ModuleType],
                 extra.append(entry)
             continue
         entry = dict(expect_mapping(entry, f"default_hooks.{name}", "dict(type='...Hook')"))
+        if entry.get("type") in TRANSLATED_HOOKS:
+            extra.append(TRANSLATED_HOOKS[entry.pop("type")](entry, f"default_hooks.{name}"))
+            continue
         hook_type = entry.pop("type", None)
         if hook_type is None and not known:
             raise ValueError(f"default_hooks.{name} needs a type (there is no default callback "
@@ -129,6 +134,9 @@ def _custom_hooks(hooks: Any, modules: Sequence[types.ModuleType],
             built.append(hook)
             continue
         hook = dict(expect_mapping(hook, what, "dict(type='EMAHook')"))
+        if hook.get("type") in TRANSLATED_HOOKS:
+            built.append(TRANSLATED_HOOKS[hook.pop("type")](hook, what))
+            continue
         cls = resolve_type(hook.pop("type", None), cb.CALLBACKS, what, modules)
         if not (isinstance(cls, type) and issubclass(cls, cb.Callback)):
             raise TypeError(f"{what} type must be a Callback subclass, got {cls!r}")
@@ -136,15 +144,77 @@ def _custom_hooks(hooks: Any, modules: Sequence[types.ModuleType],
     return built
 
 
+def _profiler_hook(cfg: dict[str, Any], what: str) -> cb.ProfilerCallback:
+    """MMEngine's ``ProfilerHook`` options as a ``ProfilerCallback``.
+
+    Without a ``schedule`` MMEngine profiles the first ``profile_times`` epochs (``by_epoch``)
+    or iterations; a ``schedule`` dict is torch's (``wait``, ``warmup``, ``active``, ``repeat``,
+    ``skip_first``), counted in iterations. ``on_trace_ready=dict(type="tb_trace", dir_name=D)``
+    writes the traces to D; ``dict(type="log_trace", sort_by=..., row_limit=...)`` logs a table.
+    """
+    by_epoch, times = cfg.pop("by_epoch", True), cfg.pop("profile_times", 1)
+    cpu, cuda = cfg.pop("activity_with_cpu", True), cfg.pop("activity_with_cuda", False)
+    kwargs: dict[str, Any] = {"activities": [n for n, on in (("cpu", cpu), ("cuda", cuda)) if on]}
+    schedule = cfg.pop("schedule", None)
+    if schedule is not None:
+        kwargs.update(expect_mapping(schedule, f"{what}.schedule",
+                                     "dict(wait=1, warmup=1, active=3)"))
+    else:
+        kwargs.update(wait=0, warmup=0, active=times, by_epoch=by_epoch)
+    trace = cfg.pop("on_trace_ready", None)
+    if trace is not None:
+        trace = dict(expect_mapping(trace, f"{what}.on_trace_ready",
+                                    "dict(type='tb_trace', dir_name='profiler')"))
+        kind = trace.pop("type", None)
+        if kind == "tb_trace":
+            kwargs["out_dir"] = trace.pop("dir_name", None)
+        elif kind == "log_trace":
+            kwargs["summary_rows"] = trace.pop("row_limit", 10)
+            kwargs["sort_by"] = trace.pop("sort_by", "self_cpu_time_total")
+        else:
+            raise ValueError(f"{what}.on_trace_ready type must be 'tb_trace' or 'log_trace', "
+                             f"got {kind!r}")
+        if trace:
+            raise ValueError(f"{what}.on_trace_ready has unknown keys {sorted(trace)}")
+    kwargs.update(cfg)
+    check_kwargs(cb.ProfilerCallback, kwargs, what)
+    return cb.ProfilerCallback(**kwargs)
+
+
+# MMEngine hooks whose options differ from the callback's: built by a translation.
+TRANSLATED_HOOKS = {"ProfilerHook": _profiler_hook}
+
+
+# vis backend -> (logger name, {its option: the logger's option}); save_dir is not mapped: each
+# sink writes into the run's own folders.
+_VIS_BACKENDS: dict[str, tuple[str, dict[str, str]]] = {
+    "TensorboardVisBackend": ("tensorboard", {}),
+    "MLflowVisBackend": ("mlflow", {"tracking_uri": "tracking_uri", "exp_name": "experiment",
+                                    "run_name": "run_name", "tags": "tags"}),
+    "WandbVisBackend": ("wandb", {"init_kwargs": "init_kwargs"}),
+}
+
+
 def _visualizer(cfg: Any, notes: list[str]) -> list[Any]:
-    """A ``TensorBoardCallback`` for MMEngine's ``TensorboardVisBackend``."""
+    """MMEngine's ``vis_backends`` as ``loggers``; ``scalars.jsonl`` is always kept."""
     if cfg is None:
         return []
-    backends = [b.get("type") if isinstance(b, Mapping) else b
-                for b in (cfg.get("vis_backends") or [] if isinstance(cfg, Mapping) else [])]
-    if "TensorboardVisBackend" in backends:
-        notes.append("visualizer: TensorboardVisBackend becomes a TensorBoardCallback")
-        return [cb.TensorBoardCallback()]
-    notes.append(f"visualizer is ignored ({backends or cfg!r}): scalars go to the run log in "
-                 "work_dir")
-    return []
+    cfg = expect_mapping(cfg, "visualizer", "dict(type='Visualizer', vis_backends=[...])")
+    loggers: list[Any] = ["jsonl"]
+    for backend in cfg.get("vis_backends") or []:
+        backend = dict(expect_mapping(backend, "visualizer.vis_backends[]",
+                                      "dict(type='TensorboardVisBackend')"))
+        kind = backend.pop("type", None)
+        if kind == "LocalVisBackend":
+            continue
+        if kind not in _VIS_BACKENDS:
+            notes.append(f"visualizer: {kind} is ignored (known: LocalVisBackend, "
+                         f"{', '.join(_VIS_BACKENDS)})")
+            continue
+        name, options = _VIS_BACKENDS[kind]
+        spec = {"type": name, **{ours: backend.pop(theirs) for theirs, ours in options.items()
+                                 if theirs in backend}}
+        loggers.append(spec)
+        ignored = f" ({', '.join(sorted(backend))} ignored)" if backend else ""
+        notes.append(f"visualizer: {kind} becomes the {name!r} logger{ignored}")
+    return loggers if len(loggers) > 1 else []

@@ -380,14 +380,43 @@ def test_custom_hooks_become_callbacks():
         kwargs_of(custom_hooks=dict(type=Counter))
 
 
-def test_visualizer_with_tensorboard_adds_the_tensorboard_callback():
+def test_visualizer_backends_become_loggers():
     spec = parse_runner_config(dict(visualizer=dict(type="Visualizer", vis_backends=[
-        dict(type="LocalVisBackend"), dict(type="TensorboardVisBackend")])))
-    assert isinstance(spec.trainer_kwargs["callbacks"][0], cb.TensorBoardCallback)
+        dict(type="LocalVisBackend"), dict(type="TensorboardVisBackend"),
+        dict(type="MLflowVisBackend", tracking_uri="sqlite:///m.db", exp_name="e", params={}),
+        dict(type="WandbVisBackend", init_kwargs=dict(project="p", mode="offline")),
+        dict(type="ClearMLVisBackend")])))
+    assert spec.trainer_kwargs["loggers"] == [
+        "jsonl", {"type": "tensorboard"}, {"type": "mlflow", "tracking_uri": "sqlite:///m.db",
+                                 "experiment": "e"},
+        {"type": "wandb", "init_kwargs": {"project": "p", "mode": "offline"}}]
+    assert any("MLflowVisBackend becomes the 'mlflow' logger (params ignored)" in n
+               for n in spec.notes)
+    assert any("ClearMLVisBackend is ignored" in n for n in spec.notes)
     spec = parse_runner_config(dict(visualizer=dict(type="Visualizer", vis_backends=[
         dict(type="LocalVisBackend")])))
-    assert "callbacks" not in spec.trainer_kwargs
-    assert any("visualizer is ignored" in n for n in spec.notes)
+    assert "loggers" not in spec.trainer_kwargs  # scalars.jsonl, the default
+
+
+def test_profiler_hook_becomes_the_profiler_callback():
+    profiler = kwargs_of(custom_hooks=[dict(
+        type="ProfilerHook", by_epoch=False, profile_times=4, activity_with_cuda=True,
+        record_shapes=True, on_trace_ready=dict(type="tb_trace", dir_name="prof"))])["callbacks"][0]
+    assert isinstance(profiler, cb.ProfilerCallback)
+    assert profiler.schedule == {"wait": 0, "warmup": 0, "active": 4, "repeat": 1,
+                                 "skip_first": 0}
+    assert profiler.activities == ("cpu", "cuda") and profiler.out_dir == "prof"
+    assert profiler.options["record_shapes"] and not profiler.by_epoch
+    scheduled = kwargs_of(custom_hooks=[dict(
+        type="ProfilerHook", schedule=dict(wait=1, warmup=1, active=2, repeat=2),
+        on_trace_ready=dict(type="log_trace", row_limit=5), json_trace_path="t.json")])
+    profiler = scheduled["callbacks"][0]
+    assert profiler.schedule["repeat"] == 2 and profiler.summary_rows == 5
+    assert profiler.json_trace_path == "t.json"
+    with pytest.raises(ValueError, match="on_trace_ready type must be 'tb_trace' or 'log_trace'"):
+        kwargs_of(custom_hooks=[dict(type="ProfilerHook", on_trace_ready=dict(type="x"))])
+    with pytest.raises(TypeError, match="does not take 'profile_every'"):
+        kwargs_of(custom_hooks=[dict(type="ProfilerHook", profile_every=3)])
 
 
 # ----------------------------------------------------------------------------- environment

@@ -1,0 +1,79 @@
+"""What throughput figures need: a batch's size, the FLOPs of one iteration, a device's peak.
+
+Kept apart from the timer callback so that its per-iteration path stays a few lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+# Dense peak FLOP/s per device by name fragment: (16-bit, TF32, float32), from the vendors' data
+# sheets (SXM parts). A device not listed needs peak_flops= for MFU.
+_PEAK_FLOPS: tuple[tuple[str, float, float, float], ...] = (
+    ("H200", 989e12, 494e12, 67e12),
+    ("H100", 989e12, 494e12, 67e12),
+    ("A100", 312e12, 156e12, 19.5e12),
+    ("L40S", 362e12, 183e12, 91.6e12),
+    ("L4", 121e12, 60e12, 30.3e12),
+    ("A10G", 70e12, 35e12, 31.2e12),
+    ("V100", 125e12, 15.7e12, 15.7e12),
+)
+
+
+def batch_size(data: Any) -> int | None:
+    """Samples in a batch: the length of its first tensor (in a dict, tuple or list), or None."""
+    if isinstance(data, torch.Tensor):
+        return int(data.shape[0]) if data.ndim else None
+    values = data.values() if isinstance(data, Mapping) else data
+    if isinstance(values, (list, tuple)) or isinstance(data, Mapping):
+        for value in values:
+            size = batch_size(value)
+            if size is not None:
+                return size
+    return None
+
+
+def peak_flops(device: torch.device, precision: str) -> float | None:
+    """The known dense peak FLOP/s of a CUDA ``device`` at ``precision``, else None."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    tf32 = torch.get_float32_matmul_precision() != "highest"
+    for fragment, half, tensor_float, full in _PEAK_FLOPS:
+        if fragment in name:
+            return half if precision != "32" else tensor_float if tf32 else full
+    return None
+
+
+class FlopCount:
+    """Counts the FLOPs of the matrix products (and convolutions, attention) run while open.
+
+    ``torch.utils.flop_counter.FlopCounterMode`` counts forward and backward: a linear layer of
+    ``in`` -> ``out`` features on ``b`` samples costs ``2*b*in*out`` forward, the same again for
+    the weight gradient and again for the input gradient when its input needs one. Element-wise
+    operations (activations, losses, optimizer updates) are not counted.
+
+    It is opened and closed in different hooks; when the counted iteration raises, the next
+    count to open closes the one left open, so a failed run does not leave the mode behind.
+    """
+
+    _open: FlopCount | None = None  # at most one in the process, since the mode is global
+
+    def __init__(self) -> None:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        if FlopCount._open is not None:
+            FlopCount._open.close()
+        self._mode = FlopCounterMode(display=False)
+        self._mode.__enter__()
+        FlopCount._open = self
+
+    def close(self) -> int:
+        """Stop counting; the FLOPs counted."""
+        if FlopCount._open is self:
+            self._mode.__exit__(None, None, None)
+            FlopCount._open = None
+        return int(self._mode.get_total_flops())
