@@ -29,7 +29,8 @@ def test_piped_demo_output_is_short_and_readable(tmp_path):
     assert lines[0] == headers[0]
     bars = [line for line in lines if line.startswith("Epoch ") and "/12: " in line]
     assert len(bars) == 12  # one bar line per epoch, none for validation
-    logged = [line.rsplit("loss: ", 1)[1] for line in lines if line.startswith("Epoch(train)")]
+    logged = [line.rsplit("loss: ", 1)[1].split()[0] for line in lines
+              if line.startswith("Epoch(train)")]
     assert [line.split("loss=")[1][:6] for line in bars] == logged  # the same smoothed loss
     assert sum(line.startswith("Epoch(val)") for line in lines) == 12
     assert float(lines[-1].split("test accuracy: ")[1].split()[0]) > 0.9
