@@ -65,11 +65,12 @@ def length(kind: str, world_size: int) -> dict:
 
 def train(out: Path, name: str, kind: str, devices: int, world_size: int, *,
           save_at: int = -1, resume_from: str | None = None,
-          loader: DataLoader | None = None) -> Trainer:
+          loader: DataLoader | None = None, strategy: str = "auto") -> Trainer:
     torch.manual_seed(1)
     model = IndexedNet(dropout=0.3)  # dropout: the resumed run must restore the RNG too
     trainer = Trainer(
         **length(kind, world_size), work_dir=str(out / name), devices=devices, seed=0,
+        strategy=strategy,
         log_interval=1,
         resume=resume_from is not None, load_from=resume_from,
         optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
@@ -77,22 +78,28 @@ def train(out: Path, name: str, kind: str, devices: int, world_size: int, *,
         default_callbacks={"progress": None,
                            "checkpoint": {"interval": save_at, "by_epoch": False}})
     trainer.fit(model, loader or DataLoader(IndexedSet(), batch_size=BATCH, shuffle=True))
-    torch.save(model.state_dict(), out / f"{name}-rank{trainer.rank}.pt")
+    # Under FSDP each rank holds shards (DTensors): every rank gathers the full weights.
+    full = {k: v.full_tensor() if hasattr(v, "full_tensor") else v
+            for k, v in model.state_dict().items()}
+    torch.save(full, out / f"{name}-rank{trainer.rank}.pt")
     return trainer
 
 
-def run(out: Path, kind: str, devices: int = 1, world_size: int | None = None) -> None:
+def run(out: Path, kind: str, devices: int = 1, world_size: int | None = None,
+        strategy: str = "auto") -> None:
     """``kind`` trained straight, and trained to the cut, then resumed to the end."""
     world_size = world_size or devices
     at = CUT // world_size
-    train(out, f"{kind}-straight", kind, devices, world_size)
-    train(out, f"{kind}-first", kind, devices, world_size, save_at=at)
-    train(out, f"{kind}-resumed", kind, devices, world_size,
+    train(out, f"{kind}-straight", kind, devices, world_size, strategy=strategy)
+    train(out, f"{kind}-first", kind, devices, world_size, save_at=at, strategy=strategy)
+    train(out, f"{kind}-resumed", kind, devices, world_size, strategy=strategy,
           resume_from=str(out / f"{kind}-first" / f"iter_{at}.pth"))
 
 
 if __name__ == "__main__":  # under torchrun: the environment says how many processes
     import os
 
-    for scenario in sys.argv[2:] or ["epoch", "iter"]:
-        run(Path(sys.argv[1]), scenario, world_size=int(os.environ["WORLD_SIZE"]))
+    for scenario in sys.argv[2:] or ["epoch", "iter"]:  # "fsdp:iter" trains under FSDP
+        strategy, _, kind = scenario.rpartition(":")
+        run(Path(sys.argv[1]), kind, world_size=int(os.environ["WORLD_SIZE"]),
+            strategy=strategy or "auto")

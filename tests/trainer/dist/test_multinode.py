@@ -36,6 +36,21 @@ def test_two_nodes_train_to_the_weights_of_one_machine_with_two_processes(tmp_pa
 
 
 @pytest.mark.slow
+def test_two_nodes_train_fsdp_to_the_weights_of_one_machine_with_two_processes(tmp_path):
+    nodes, one_machine = tmp_path / "nodes", tmp_path / "one"
+    results = two_nodes(order_scenarios.__file__, str(nodes), "fsdp:iter")
+    for node, proc in enumerate(results):
+        assert proc.returncode == 0, f"node {node}: {proc.stderr[-3000:]}"
+    order_scenarios.run(one_machine, "iter", devices=2, strategy="fsdp")
+    for run in ("straight", "resumed"):
+        name = f"iter-{run}"
+        assert records(nodes, name, 2) == records(one_machine, name, 2), name
+        assert_same_weights(weights(nodes, name), weights(one_machine, name))
+        assert_same_weights(weights(nodes, name, rank=1), weights(one_machine, name))
+    assert_same_weights(weights(nodes, "iter-resumed"), weights(nodes, "iter-straight"))
+
+
+@pytest.mark.slow
 def test_a_failure_on_the_second_node_ends_the_whole_job_with_its_message(tmp_path):
     """Its process raises at iteration 3; the other node's would train 100,000 iterations.
 
