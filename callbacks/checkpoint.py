@@ -74,6 +74,8 @@ class CheckpointCallback(Callback):
         self.best_ckpt_paths: dict[str, str] = {}
         self.kept: list[str] = []
         self.last_saved: int | None = None
+        if not isinstance(async_save, bool):
+            raise TypeError(f"async_save must be True or False, got {async_save!r}")
         self.async_save = async_save
         self._pending: tuple[Any, str, list[str]] | None = None  # a save, its path, what expires
 
