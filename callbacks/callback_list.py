@@ -13,7 +13,7 @@ _ITER_KWARGS = ("batch_idx", "data_batch")
 
 
 def hook_keywords(hook: str) -> tuple[str, ...]:
-    """The keyword arguments the trainer passes to ``hook``."""
+    """The arguments the trainer passes to ``hook`` after itself, in order (MMEngine's names)."""
     if hook.endswith("_iter"):
         return (*_ITER_KWARGS, "outputs") if hook.startswith("after_") else _ITER_KWARGS
     if hook in ("after_val_epoch", "after_test_epoch"):
@@ -61,16 +61,50 @@ def direct_method(callback: Callback, hook: str) -> Any:
     return inner.__get__(callback, type(callback))
 
 
+class KeywordCall:
+    """Calls a hook whose parameters are not ``(trainer, <the hook's arguments in order>)``
+    (``**kwargs``, another order, a function set on the instance) by keyword."""
+
+    def __init__(self, callback: Callback, method: Any, names: tuple[str, ...]) -> None:
+        self.__self__, self.method, self.names = callback, method, names
+
+    def __call__(self, trainer: Any, *args: Any) -> None:
+        self.method(trainer, **dict(zip(self.names, args)))
+
+
+def positional_method(callback: Callback, hook: str) -> Any:
+    """What the list calls as ``method(trainer, *arguments)``, in :func:`hook_keywords` order:
+    the bound method itself when its parameters take them so (a call without a keyword dict
+    per callback, twice an iteration), else a :class:`KeywordCall`."""
+    method, names = direct_method(callback, hook), hook_keywords(hook)
+    if getattr(method, "__self__", None) is callback:
+        try:
+            bound = inspect.signature(method).bind(None, *names)
+        except TypeError:
+            bound = None
+        if bound is not None and tuple(bound.arguments)[1:] == names:
+            return method
+    return KeywordCall(callback, method, names)
+
+
+def name_the_callback(err: Exception, method: Any, hook: str) -> None:
+    """Add which callback's ``hook`` raised ``err`` to its message and notes."""
+    where = f"{type(method.__self__).__name__}.{hook}"
+    if err.args and isinstance(err.args[0], str) and where not in err.args[0]:
+        err.args = (f"{err.args[0]} (raised in {where})", *err.args[1:])
+    err.add_note(f"raised in {where}")
+
+
 class CallbackList:
     """Callbacks sorted by priority (stable for equal priorities), each hook called in order.
 
-    Only callbacks that override a hook are called for it, so an unused hook point costs one
-    empty loop on the hot path.
+    ``methods[hook]`` holds what to call for the callbacks that override ``hook``, each taking
+    ``(trainer, *arguments)``, so an unused hook point costs one empty loop on the hot path.
     """
 
     def __init__(self, callbacks: Iterable[Callback] = ()) -> None:
         self.callbacks: list[Callback] = []
-        self._by_hook: dict[str, list[tuple[Callback, Any]]] = {h: [] for h in HOOK_NAMES}
+        self.methods: dict[str, tuple[Any, ...]] = dict.fromkeys(HOOK_NAMES, ())
         for callback in callbacks:
             self.append(callback)
 
@@ -79,21 +113,19 @@ class CallbackList:
         self.callbacks.append(callback)
         self.callbacks.sort(key=lambda cb: get_priority(cb.priority))  # sort is stable
         for hook in HOOK_NAMES:
-            self._by_hook[hook] = [
-                (cb, direct_method(cb, hook)) for cb in self.callbacks
-                if getattr(type(cb), hook) is not getattr(Callback, hook)
-            ]
+            self.methods[hook] = tuple(
+                positional_method(cb, hook) for cb in self.callbacks
+                if getattr(type(cb), hook) is not getattr(Callback, hook))
 
-    def call(self, hook: str, trainer: Any, **kwargs: Any) -> None:
-        for callback, method in self._by_hook[hook]:
-            try:
-                method(trainer, **kwargs)
-            except Exception as err:
-                where = f"{type(callback).__name__}.{hook}"
-                if err.args and isinstance(err.args[0], str) and where not in err.args[0]:
-                    err.args = (f"{err.args[0]} (raised in {where})", *err.args[1:])
-                err.add_note(f"raised in {where}")
-                raise
+    def call(self, hook: str, trainer: Any, *args: Any) -> None:
+        """``hook`` on every callback that defines it; ``args`` in :func:`hook_keywords` order."""
+        method = None
+        try:
+            for method in self.methods[hook]:
+                method(trainer, *args)
+        except Exception as err:
+            name_the_callback(err, method, hook)
+            raise
 
     def __iter__(self):
         return iter(self.callbacks)

@@ -93,8 +93,11 @@ class CheckpointCallback(Callback):
 
     def after_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
-        if not self.by_epoch and self._due(trainer.iter + 1, trainer.max_iters):
-            self._save_regular(trainer, trainer.iter + 1, trainer.state.progress(iter_done=True))
+        if self.by_epoch:
+            return
+        state = trainer.state
+        if self._due(state.iter + 1, state.max_iters):
+            self._save_regular(trainer, state.iter + 1, state.progress(iter_done=True))
 
     def after_train(self, trainer: Any) -> None:
         # Training stopped early (stop_training): the run still ends with a checkpoint.

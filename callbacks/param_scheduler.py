@@ -36,6 +36,8 @@ class ParamSchedulerCallback(Callback):
 
     def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
+        if not runner.param_schedulers:  # nothing to step: the common case costs one test
+            return
         for scheduler in iter_schedulers(runner.param_schedulers):
             if not scheduler.by_epoch:
                 scheduler.step()

@@ -92,12 +92,11 @@ class BaseTrainLoop:
 
     def run_iter(self, batch_idx: int, data_batch: Any) -> None:
         trainer = self.trainer
-        trainer.call_hook("before_train_iter", batch_idx=batch_idx, data_batch=data_batch)
+        trainer.call_hook("before_train_iter", batch_idx, data_batch)
         outputs = trainer.wrapped_model.train_step(data_batch, optim_wrapper=trainer.optim_wrapper)
         trainer.nonfinite.record(trainer.state.iter, outputs)
         self.advance()
-        trainer.call_hook(
-            "after_train_iter", batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
+        trainer.call_hook("after_train_iter", batch_idx, data_batch, outputs)
         trainer.state.iter += 1
 
     def advance(self) -> None:
@@ -245,18 +244,17 @@ class _EvalLoop:
         metrics = self.evaluator.evaluate(dataset_size(self.dataloader))
         trainer.message_hub.update_scalars(
             {k: v for k, v in metrics.items() if isinstance(v, (int, float))}, prefix=f"{stage}/")
-        trainer.call_hook(f"after_{stage}_epoch", metrics=metrics)
+        trainer.call_hook(f"after_{stage}_epoch", metrics)
         trainer.call_hook(f"after_{stage}")
         return metrics
 
     def run_iter(self, batch_idx: int, data_batch: Any) -> None:
         trainer, stage = self.trainer, self.stage
-        trainer.call_hook(f"before_{stage}_iter", batch_idx=batch_idx, data_batch=data_batch)
+        trainer.call_hook(f"before_{stage}_iter", batch_idx, data_batch)
         with trainer.autocast():
             outputs = getattr(trainer.wrapped_model, f"{stage}_step")(data_batch)
         self.evaluator.process(data_batch=data_batch, outputs=outputs)
-        trainer.call_hook(
-            f"after_{stage}_iter", batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
+        trainer.call_hook(f"after_{stage}_iter", batch_idx, data_batch, outputs)
 
 
 class ValLoop(_EvalLoop):

@@ -108,11 +108,15 @@ class HistoryBuffer:
 
     def state_dict(self) -> dict[str, Any]:
         self._flush()
-        return {"recent": list(self._recent), "total": self._total, "count": self._count,
+        # One float64 tensor, not a list of floats: a checkpoint pickles it as one object.
+        recent = torch.tensor(list(self._recent), dtype=torch.float64)
+        return {"recent": recent, "total": self._total, "count": self._count,
                 "window": self._recent.maxlen}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._recent = deque(state["recent"], maxlen=state["window"])
+        recent = state["recent"]  # a tensor; checkpoints of earlier versions hold a list
+        values = recent.tolist() if isinstance(recent, torch.Tensor) else list(recent)
+        self._recent = deque(values, maxlen=state["window"])
         self._pending = []
         self._total, self._count = state["total"], state["count"]
 
@@ -150,7 +154,10 @@ class MessageHub:
         buffer = self.scalars.get(key)
         if buffer is None:
             buffer = self.scalars[key] = HistoryBuffer()
-        buffer.update(value)
+        pending = buffer._pending  # HistoryBuffer.update, inlined: this runs a few times an iteration
+        pending.append(value)
+        if len(pending) >= _FLUSH_EVERY:
+            buffer._flush()
 
     def update_scalars(self, values: dict[str, Any], resumed: bool = True, *,
                        prefix: str = "") -> None:

@@ -14,7 +14,7 @@ from torch import nn
 
 from trainer import arguments, checkpoint, dist
 from trainer.callbacks.base import Callback
-from trainer.callbacks.callback_list import CallbackList
+from trainer.callbacks.callback_list import CallbackList, hook_keywords
 from trainer.callbacks.defaults import build_callbacks
 from trainer.checkpoint import interrupt, workdir
 from trainer.checkpoint.manager import CheckpointMixin, callback_keys
@@ -272,9 +272,21 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         dtype = torch.bfloat16 if self.precision == "bf16-mixed" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def call_hook(self, name: str, **kwargs: Any) -> None:
-        """Call hook ``name`` on every callback that defines it, in priority order."""
-        self.callbacks.call(name, self, **kwargs)
+    def call_hook(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """Call hook ``name`` on every callback that defines it, in priority order.
+
+        The hook's arguments come positionally in MMEngine's order (``batch_idx, data_batch,
+        outputs``; ``metrics``; ``checkpoint``) or, as MMEngine's ``runner.call_hook`` takes
+        them, by keyword; a keyword left out is ``None``.
+        """
+        if kwargs:
+            names = hook_keywords(name)
+            unknown = set(kwargs) - set(names)
+            if unknown:
+                raise TypeError(f"call_hook({name!r}) got unexpected keywords {sorted(unknown)}; "
+                                f"{name} takes {list(names)}")
+            args = (*args, *(kwargs.get(k) for k in names[len(args):]))
+        self.callbacks.call(name, self, *args)
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | str,

@@ -113,6 +113,50 @@ def test_dispatch_skips_the_runner_keyword_wrapper_and_keeps_instance_hooks():
     patched.after_train_iter = lambda trainer, batch_idx, data_batch=None, outputs=None: (
         seen.append(("instance", trainer, batch_idx)))
     callbacks = CallbackList([plain, patched])
-    callbacks.call("after_train_iter", "T", batch_idx=1, data_batch=None, outputs=None)
+    callbacks.call("after_train_iter", "T", 1, None, None)
     plain.after_train_iter(runner="R", batch_idx=3)  # MMEngine's spelling still works directly
     assert seen == [("class", "T", 1), ("instance", "T", 1), ("class", "R", 3)]
+
+
+def test_hooks_of_any_parameter_order_get_their_arguments_by_name(work_dir):
+    seen = []
+
+    class Standard(Callback):
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            seen.append(("standard", batch_idx, type(data_batch).__name__, sorted(outputs)))
+
+    class Reordered(Callback):
+        def after_train_iter(self, trainer, outputs=None, data_batch=None, batch_idx=None):
+            seen.append(("reordered", batch_idx, type(data_batch).__name__, sorted(outputs)))
+
+    class Catchall(Callback):
+        def after_train_iter(self, trainer, **kwargs):
+            seen.append(("catchall", kwargs["batch_idx"], type(kwargs["data_batch"]).__name__,
+                         sorted(kwargs["outputs"])))
+
+    trainer = Trainer(max_iters=2, work_dir=work_dir, callbacks=[Standard(), Reordered(),
+                      Catchall()], default_callbacks={"progress": None, "logger": None})
+    trainer.fit(ToyNet(), toy_loader())
+    assert seen == [(kind, i, "list", ["loss"]) for i in (0, 1)
+                    for kind in ("standard", "reordered", "catchall")]
+
+
+def test_call_hook_takes_mmengine_keywords_and_refuses_unknown_ones(work_dir):
+    seen = []
+
+    class Saver(Callback):
+        def before_save_checkpoint(self, trainer, checkpoint):
+            seen.append(checkpoint)
+
+        def before_test_iter(self, trainer, batch_idx, data_batch=None):
+            seen.append((batch_idx, data_batch))
+
+    trainer = Trainer(max_iters=1, work_dir=work_dir, callbacks=[Saver()])
+    trainer.call_hook("before_save_checkpoint", checkpoint={"meta": 1})
+    trainer.call_hook("before_test_iter", batch_idx=4)  # data_batch left out: None
+    trainer.call_hook("before_test_iter", 5, data_batch="b")
+    assert seen == [{"meta": 1}, (4, None), (5, "b")]
+    with pytest.raises(TypeError, match=r"call_hook\('before_test_iter'\) got unexpected "
+                       r"keywords \['outputs'\]; before_test_iter takes \['batch_idx', "
+                       r"'data_batch'\]"):
+        trainer.call_hook("before_test_iter", batch_idx=1, outputs={})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 import time
@@ -22,6 +23,7 @@ from trainer.state import TrainState
 INTERRUPTED = "interrupted_iter_{}.pth"
 
 
+@functools.cache  # reading the installed metadata costs a millisecond; it cannot change
 def library_version() -> str:
     try:
         return version("trainer")
@@ -72,7 +74,7 @@ class CheckpointMixin:
             ckpt["optimizer"] = self.optim_wrapper.state_dict()
         if save_param_scheduler and self.param_schedulers:
             ckpt["param_schedulers"] = [s.state_dict() for s in self.param_schedulers]
-        self.call_hook("before_save_checkpoint", checkpoint=ckpt)
+        self.call_hook("before_save_checkpoint", ckpt)
         return ckpt
 
     def save_checkpoint(self, path: str, save_optimizer: bool = True,
@@ -108,7 +110,7 @@ class CheckpointMixin:
                 trust that holds arbitrary Python objects.
         """
         ckpt = self._load_weights(path, strict, weights_only)
-        self.call_hook("after_load_checkpoint", checkpoint=ckpt)
+        self.call_hook("after_load_checkpoint", ckpt)
         return ckpt
 
     def _load_weights(self, path: str, strict: bool = True, weights_only: bool = True,
@@ -185,7 +187,7 @@ class CheckpointMixin:
             self.train_loop.load_data_state(per_rank(ckpt["data"], rank, "data position"))
         if "rng" in ckpt:
             set_rng_state(per_rank(ckpt["rng"], rank, "RNG state"))
-        self.call_hook("after_load_checkpoint", checkpoint=ckpt)
+        self.call_hook("after_load_checkpoint", ckpt)
         print_log(f"resumed from {path} at epoch {self.state.epoch}, iteration {self.state.iter}")
 
     def checkpoint_dirs(self) -> list[str]:

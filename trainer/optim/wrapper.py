@@ -75,7 +75,7 @@ class OptimWrapper:
     def update_params(self, loss: torch.Tensor, step_kwargs: dict[str, Any] | None = None,
                       zero_kwargs: dict[str, Any] | None = None) -> None:
         """Scale ``loss``, backpropagate it, and step + zero the gradients when a window closes."""
-        self.backward(self.scale_loss(loss))
+        self.backward(self.scale_loss(loss) if self._accumulative_counts != 1 else loss)
         if self.should_update():
             self.step(**(step_kwargs or _NO_KWARGS))
             self.zero_grad(**(zero_kwargs or _NO_KWARGS))
