@@ -10,7 +10,9 @@ from trainer.callbacks.base import Callback
 class RuntimeInfoCallback(Callback):
     """Keep ``trainer.message_hub`` current: ``train/<output>`` and ``train/lr`` every iteration.
 
-    Outputs are stored as the tensors the step returned; nothing is moved to the CPU here.
+    Outputs are stored as the tensors the step returned; nothing is moved to the CPU here. The
+    learning rate is the one the iteration used: it is read after the step, before the
+    schedulers (lower priority) move it. One :meth:`MessageHub.record` an iteration.
     """
 
     priority = "VERY_HIGH"
@@ -20,17 +22,14 @@ class RuntimeInfoCallback(Callback):
             trainer.message_hub.update_info(key, getattr(trainer, key))
 
     def before_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any = None) -> None:
-        hub = trainer.message_hub
-        hub.runtime_info["iter"] = trainer.state.iter
-        for name, values in trainer.optim_wrapper.get_lr().items():
-            hub.update_scalar("train/" + name, values[0])
+        trainer.message_hub.runtime_info["iter"] = trainer.state.iter
 
     def after_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
+        row = {name: values[0] for name, values in trainer.optim_wrapper.get_lr().items()}
         if outputs:
-            update = trainer.message_hub.update_scalar
-            for key, value in outputs.items():
-                update("train/" + key, value)
+            row.update(outputs)
+        trainer.message_hub.record(row, prefix="train/")
 
     def after_train_epoch(self, trainer: Any) -> None:
         trainer.message_hub.update_info("epoch", trainer.epoch)

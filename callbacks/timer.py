@@ -53,7 +53,7 @@ class IterTimerCallback(Callback):
         self.peak_flops = peak_flops
         self.count_flops = count_flops
         self.flops: int | None = None  # per training iteration and process, once counted
-        self._last = time.perf_counter()
+        self._last = self._started = time.perf_counter()
         self._interval = interval or 1
         self._counter: throughput.FlopCount | None = None
         self._mark: tuple[int, float] | None = None  # (iterations done, time) of the last figure
@@ -76,12 +76,13 @@ class IterTimerCallback(Callback):
             self._counter = throughput.FlopCount()
 
     def before_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any = None) -> None:
-        trainer.message_hub.update_scalar("train/data_time", time.perf_counter() - self._last)
+        self._started = time.perf_counter()
 
     def after_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
-        now = time.perf_counter()
-        trainer.message_hub.update_scalar("train/time", now - self._last)
+        now, last = time.perf_counter(), self._last
+        trainer.message_hub.record({"data_time": self._started - last, "time": now - last},
+                                   prefix="train/")
         self._last = now
         if self._counter is not None:
             self._stop_counting()

@@ -131,10 +131,38 @@ class MessageHub:
     """
 
     def __init__(self) -> None:
-        self.scalars: dict[str, HistoryBuffer] = {}
+        self._scalars: dict[str, HistoryBuffer] = {}
+        self._rows: list[tuple[str, dict[str, Any]]] = []  # recorded, not yet in the buffers
         self.runtime_info: dict[str, Any] = {}
         self._sinks: list[Sink] = []
         self._not_resumed: set[str] = set()
+
+    @property
+    def scalars(self) -> dict[str, HistoryBuffer]:
+        """Every logged scalar's ``HistoryBuffer`` by key, rows from :meth:`record` included."""
+        if self._rows:
+            self._fold_rows()
+        return self._scalars
+
+    def record(self, values: dict[str, Any], prefix: str = "") -> None:
+        """``update_scalars(values, prefix=prefix)``, deferred until a scalar is read or
+        updated: one list append, for what the callbacks store every iteration."""
+        self._rows.append((prefix, values))
+
+    def _fold_rows(self) -> None:
+        rows, self._rows = self._rows, []
+        scalars, touched = self._scalars, set()
+        for prefix, values in rows:
+            for key, value in values.items():
+                name = prefix + key
+                buffer = scalars.get(name)
+                if buffer is None:
+                    buffer = scalars[name] = HistoryBuffer()
+                buffer._pending.append(value)
+                touched.add(buffer)
+        for buffer in touched:
+            if len(buffer._pending) >= _FLUSH_EVERY:
+                buffer._flush()
 
     @property
     def log_scalars(self) -> dict[str, HistoryBuffer]:
@@ -151,13 +179,11 @@ class MessageHub:
         if count != 1:
             raise ValueError(f"update_scalar({key!r}, ..., count={count!r}): only count=1 is "
                              "supported; log the mean over the samples instead of their sum")
-        buffer = self.scalars.get(key)
+        scalars = self.scalars  # rows recorded before this value go first
+        buffer = scalars.get(key)
         if buffer is None:
-            buffer = self.scalars[key] = HistoryBuffer()
-        pending = buffer._pending  # HistoryBuffer.update, inlined: this runs a few times an iteration
-        pending.append(value)
-        if len(pending) >= _FLUSH_EVERY:
-            buffer._flush()
+            buffer = scalars[key] = HistoryBuffer()
+        buffer.update(value)
 
     def update_scalars(self, values: dict[str, Any], resumed: bool = True, *,
                        prefix: str = "") -> None:
@@ -216,8 +242,8 @@ class MessageHub:
                                  and k not in self._not_resumed}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.scalars = {}
+        self._scalars, self._rows = {}, []
         for key, buffer_state in state.get("scalars", {}).items():
-            self.scalars[key] = HistoryBuffer()
-            self.scalars[key].load_state_dict(buffer_state)
+            self._scalars[key] = HistoryBuffer()
+            self._scalars[key].load_state_dict(buffer_state)
         self.runtime_info.update(state.get("runtime_info", {}))

@@ -90,10 +90,13 @@ def _move_flat(data: Any, device: torch.device, non_blocking: bool) -> Any:
     return type(data)(v.to(device, non_blocking=non_blocking) for v in data)
 
 
-def preprocess(preprocessor: nn.Module, data: Any, training: bool) -> Any:
-    """``preprocessor(data, training)``, or ``data`` itself when the call would hand it back
-    unchanged: the base class itself on the CPU, with no hooks. The module call would cost a
-    visible share of a small model's iteration."""
+def preprocess(model: nn.Module, data: Any, training: bool) -> Any:
+    """``model.data_preprocessor(data, training)``, or ``data`` itself when the call would hand
+    it back unchanged: the base class itself on the CPU, with no hooks. On a small model the
+    module call (and ``nn.Module.__getattr__``) costs a visible share of an iteration."""
+    preprocessor = model._modules.get("data_preprocessor")
+    if preprocessor is None:  # not a submodule (a property, say): the ordinary lookup
+        preprocessor = model.data_preprocessor
     if (type(preprocessor) is BaseDataPreprocessor and preprocessor._device.type == "cpu"
             and not (preprocessor._forward_pre_hooks or preprocessor._forward_hooks)):
         return data
@@ -181,17 +184,17 @@ class BaseModel(nn.Module):
     def train_step(self, data: Any, optim_wrapper: OptimWrapper) -> dict[str, torch.Tensor]:
         """One optimisation step on ``data``; returns the detached log variables."""
         with optim_wrapper.optim_context(self):
-            data = preprocess(self.data_preprocessor, data, True)
+            data = preprocess(self, data, True)
             losses = self._run_forward(data, mode="loss")
         loss, log_vars = self.parse_losses(losses)
         optim_wrapper.update_params(loss)
         return log_vars
 
     def val_step(self, data: Any) -> Any:
-        return self._run_forward(preprocess(self.data_preprocessor, data, False), mode="predict")
+        return self._run_forward(preprocess(self, data, False), mode="predict")
 
     def test_step(self, data: Any) -> Any:
-        return self._run_forward(preprocess(self.data_preprocessor, data, False), mode="predict")
+        return self._run_forward(preprocess(self, data, False), mode="predict")
 
     def predict_step(self, data: Any) -> Any:
         """What ``Trainer.predict`` collects per batch; the test step unless overridden."""

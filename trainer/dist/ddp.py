@@ -38,7 +38,7 @@ class DistributedModel(ModuleEvalSteps, DistributedDataParallel):
     def train_step(self, data: Any, optim_wrapper: Any) -> dict[str, torch.Tensor]:
         module = self.module
         with optim_wrapper.optim_context(self):
-            data = preprocess(module.data_preprocessor, data, True)
+            data = preprocess(module, data, True)
             losses = run_forward(self, data, mode="loss")
         loss, log_vars = module.parse_losses(losses)
         optim_wrapper.update_params(loss)
