@@ -11,7 +11,7 @@ same numbers as the log line and ``scalars.jsonl``.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import islice
 from typing import Any
 
@@ -37,6 +37,11 @@ class HistoryBuffer:
         if len(self._pending) >= _FLUSH_EVERY:
             self._flush()
 
+    def extend(self, values: Iterable[Any]) -> None:
+        self._pending.extend(values)
+        if len(self._pending) >= _FLUSH_EVERY:
+            self._flush()
+
     def _flush(self) -> None:
         pending = self._pending
         if not pending:
@@ -50,7 +55,7 @@ class HistoryBuffer:
             if values is not None and len(values) != len(pending):
                 values = None
         if values is None:
-            values = [float(v) for v in pending]
+            values = list(map(float, pending))
         self._recent.extend(values)
         self._total += sum(values)
         self._count += len(values)
@@ -150,19 +155,28 @@ class MessageHub:
         self._rows.append((prefix, values))
 
     def _fold_rows(self) -> None:
+        """Move the recorded rows into the buffers, a column at a time: rows with the same
+        prefix and keys (every iteration's, from one callback) cost a tuple each, not a
+        lookup per value."""
         rows, self._rows = self._rows, []
-        scalars, touched = self._scalars, set()
+        columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         for prefix, values in rows:
-            for key, value in values.items():
-                name = prefix + key
-                buffer = scalars.get(name)
-                if buffer is None:
-                    buffer = scalars[name] = HistoryBuffer()
-                buffer._pending.append(value)
-                touched.add(buffer)
-        for buffer in touched:
-            if len(buffer._pending) >= _FLUSH_EVERY:
-                buffer._flush()
+            columns.setdefault((prefix, *values), []).append(tuple(values.values()))
+        names = [prefix + key for prefix, *keys in columns for key in keys]
+        if len(names) != len(set(names)):  # a key in rows of two shapes: keep their order
+            for prefix, values in rows:
+                for key, value in values.items():
+                    self._buffer(prefix + key).update(value)
+            return
+        for (prefix, *keys), group in columns.items():
+            for key, column in zip(keys, zip(*group)):
+                self._buffer(prefix + key).extend(column)
+
+    def _buffer(self, key: str) -> HistoryBuffer:
+        buffer = self._scalars.get(key)
+        if buffer is None:
+            buffer = self._scalars[key] = HistoryBuffer()
+        return buffer
 
     @property
     def log_scalars(self) -> dict[str, HistoryBuffer]:
@@ -179,11 +193,9 @@ class MessageHub:
         if count != 1:
             raise ValueError(f"update_scalar({key!r}, ..., count={count!r}): only count=1 is "
                              "supported; log the mean over the samples instead of their sum")
-        scalars = self.scalars  # rows recorded before this value go first
-        buffer = scalars.get(key)
-        if buffer is None:
-            buffer = scalars[key] = HistoryBuffer()
-        buffer.update(value)
+        if self._rows:  # rows recorded before this value go first
+            self._fold_rows()
+        self._buffer(key).update(value)
 
     def update_scalars(self, values: dict[str, Any], resumed: bool = True, *,
                        prefix: str = "") -> None:

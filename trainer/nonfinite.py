@@ -29,22 +29,26 @@ def _as_float(value: Any) -> float:
 
 def _all_finite(values: list[Any]) -> bool:
     """One device sync for all the tensors among ``values``."""
+    try:  # the usual case, scalar tensors only: one stack, without a Python pass over them
+        return bool(torch.isfinite(torch.stack(values)).all())
+    except (TypeError, RuntimeError):  # numbers among them, or tensors of other shapes
+        pass
     tensors = [v for v in values if isinstance(v, torch.Tensor)]
     if not all(math.isfinite(v) for v in values if not isinstance(v, torch.Tensor)):
         return False
     if not tensors:
         return True
-    if any(t.ndim for t in tensors):
-        tensors = [t.detach().float().sum() for t in tensors]
-    return bool(torch.isfinite(torch.stack(tensors)).all())
+    return bool(torch.isfinite(torch.stack([t.detach().float().sum() for t in tensors])).all())
 
 
 def first_nonfinite(pending: list[tuple[int, dict[str, Any]]]) -> tuple[int, dict[str, float]]:
     """The first iteration with a non-finite ``*loss*`` value, with its bad values; -1 if none."""
+    losses = [value for _, outputs in pending for key, value in outputs.items() if "loss" in key
+              and isinstance(value, (torch.Tensor, float, int))]
+    if not losses or _all_finite(losses):
+        return -1, {}
     entries = [(it, key, value) for it, outputs in pending for key, value in outputs.items()
                if "loss" in key and isinstance(value, (torch.Tensor, float, int))]
-    if _all_finite([value for *_, value in entries]):
-        return -1, {}
     for it, _, value in entries:  # rare: find the first bad iteration and its bad keys
         if not math.isfinite(_as_float(value)):
             values = {k: _as_float(v) for i, k, v in entries if i == it}

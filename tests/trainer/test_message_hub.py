@@ -54,3 +54,34 @@ def test_bad_calls_say_what_is_supported():
         hub.update_scalars([1.0])
     with pytest.raises(KeyError, match=r"no scalar 'train/x' was logged; logged: \[\]"):
         hub.get_scalar("train/x")
+
+
+def test_recorded_rows_are_in_the_histories_when_read_and_keep_their_order():
+    hub = MessageHub()
+    hub.record({"loss": torch.tensor(3.0), "lr": 0.1}, prefix="train/")
+    hub.update_scalar("train/loss", 2.0)  # after the recorded row, not before it
+    hub.record({"loss": torch.tensor(1.0)}, prefix="train/")
+    assert hub.get_scalar("train/loss").values() == [3.0, 2.0, 1.0]
+    assert hub.latest("train/") == {"train/loss": 1.0, "train/lr": 0.1}
+    hub.record({"loss": 0.5}, prefix="train/")
+    state = hub.state_dict()  # a checkpoint holds rows not read yet
+    assert state["scalars"]["train/loss"]["recent"].tolist() == [3.0, 2.0, 1.0, 0.5]
+    hub.record({"loss": 9.0}, prefix="train/")
+    hub.load_state_dict(state)  # a resume drops what the interrupted run had not read
+    assert hub.get_scalar("train/loss").values() == [3.0, 2.0, 1.0, 0.5]
+
+
+def test_a_hook_reads_the_current_iterations_loss_and_lr_from_the_hub(work_dir):
+    seen = []
+
+    class Reader(Callback):
+        def after_train_iter(self, trainer, batch_idx, data_batch=None, outputs=None):
+            hub = trainer.message_hub
+            seen.append((hub.get_scalar("train/loss").current() == outputs["loss"].item(),
+                         hub.get_scalar("train/lr").current(), len(hub.get_scalar("train/time"))))
+
+    Trainer(max_iters=3, work_dir=work_dir, callbacks=[Reader()],
+            optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
+            param_scheduler=dict(type="LinearLR", start_factor=0.5, by_epoch=False, end=3),
+            default_callbacks={"progress": None, "logger": None}).fit(ToyNet(), toy_loader())
+    assert seen == [(True, 0.05, 1), (True, pytest.approx(0.075), 2), (True, 0.1, 3)]
