@@ -127,6 +127,18 @@ class CallbackList:
             name_the_callback(err, method, hook)
             raise
 
+    def call_each(self, hook: str, trainer: Any, *args: Any) -> list[Exception]:
+        """``hook`` on every callback even when some raise (cleaning up after a failed run);
+        the errors, each naming its callback."""
+        errors = []
+        for method in self.methods[hook]:
+            try:
+                method(trainer, *args)
+            except Exception as err:
+                name_the_callback(err, method, hook)
+                errors.append(err)
+        return errors
+
     def __iter__(self):
         return iter(self.callbacks)
 

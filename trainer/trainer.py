@@ -6,7 +6,7 @@ import contextlib
 import os
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -327,14 +327,13 @@ class Trainer(CheckpointMixin, RunnerAttributes):
         self.train_loop = self._build_train_loop(train_loader)
         self._build_param_schedulers(model_schedulers)
         self._dump_config()
-        self.call_hook("before_run")
-        self._load_or_resume(source)
-        with interrupt.saving_interruptions(self):
-            if not self._resumed_a_finished_run():
-                check_before_training(self, self.train_loop.val_loop)
-                self.train_loop.run()
-                self.nonfinite.check()
-            self.call_hook("after_run")
+        with self._running():
+            self._load_or_resume(source)
+            with interrupt.saving_interruptions(self):
+                if not self._resumed_a_finished_run():
+                    check_before_training(self, self.train_loop.val_loop)
+                    self.train_loop.run()
+                    self.nonfinite.check()
 
     def validate(self, model: nn.Module | None = None, dataloader: Iterable | None = None,
                  ckpt_path: str | None = None) -> dict[str, Any]:
@@ -466,9 +465,22 @@ class Trainer(CheckpointMixin, RunnerAttributes):
     def _run_standalone(self, run: Any, ckpt_path: str | None) -> Any:
         """``run`` between ``before_run`` and ``after_run``, after loading ``ckpt_path``'s weights."""
         self._dump_config()
+        with self._running():
+            if ckpt_path is not None:
+                self.load_checkpoint(self.resolve_ckpt_path(ckpt_path))
+            return run()
+
+    @contextlib.contextmanager
+    def _running(self) -> Iterator[None]:
+        """``before_run`` ... ``after_run``, the latter also when the run fails or is
+        interrupted, so every callback closes its files, bars and tracker runs; a callback's
+        failing ``after_run`` then is a note on the error that ended the run, which stays the
+        error."""
         self.call_hook("before_run")
-        if ckpt_path is not None:
-            self.load_checkpoint(self.resolve_ckpt_path(ckpt_path))
-        result = run()
+        try:
+            yield
+        except BaseException as err:
+            for cleanup in self.callbacks.call_each("after_run", self):
+                err.add_note(f"after_run failed too: {type(cleanup).__name__}: {cleanup}")
+            raise
         self.call_hook("after_run")
-        return result

@@ -212,3 +212,30 @@ def test_run_length_is_settled_before_the_loops_are_built(work_dir, length, expe
     trainer.fit(ToyNet(), toy_loader(n=40, batch_size=4))  # 10 batches an epoch
     assert seen == [expected]
     assert (trainer.max_epochs, trainer.max_iters) == expected
+
+
+def test_a_failed_run_still_ends_its_callbacks_run(work_dir):
+    """after_run runs when fit raises, so log files, bars and tracker runs are closed; the
+    run's own error stays the error, with a failing after_run as a note."""
+    from trainer.callbacks import Callback, LoggerCallback
+
+    ended = []
+
+    class Ends(Callback):
+        def after_train_iter(self, trainer, batch_idx, data_batch=None, outputs=None):
+            if batch_idx == 1:
+                raise RuntimeError("step 1 broke")
+
+        def after_run(self, trainer):
+            ended.append(trainer.iter)
+            raise OSError("disk gone")
+
+    trainer = Trainer(max_iters=5, work_dir=work_dir, callbacks=[Ends()],
+                      default_callbacks={"progress": None})
+    with pytest.raises(RuntimeError, match="step 1 broke") as info:
+        trainer.fit(ToyNet(), toy_loader())
+    assert ended == [1]
+    assert any("after_run failed too: OSError: disk gone" in note
+               for note in info.value.__notes__)
+    logger = trainer.callbacks.get(LoggerCallback)[0]
+    assert logger.log._files == {}  # the log files were closed

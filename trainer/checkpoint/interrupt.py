@@ -180,7 +180,6 @@ def saving_interruptions(trainer: Any) -> Iterator[None]:
             signum = stop.signum
             guard.saving = True
             path = trainer.save_interrupted()
-            trainer.call_hook("after_run")
             print_log(f"{stop}: training stopped after iteration {trainer.iter} and saved {path}; "
                       "run the same script again with resume=True to continue from there")
         else:
