@@ -26,7 +26,9 @@ class RuntimeInfoCallback(Callback):
 
     def after_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
-        row = {name: values[0] for name, values in trainer.optim_wrapper.get_lr().items()}
+        row = {}
+        for name, values in trainer.optim_wrapper.get_lr().items():
+            row[name] = values[0]
         if outputs:
             row.update(outputs)
         trainer.message_hub.record(row, prefix="train/")

@@ -8,6 +8,7 @@ accumulation, gradient clipping and an exact, ``weights_only``-loadable state di
 from __future__ import annotations
 
 import contextlib
+import operator
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +22,7 @@ from trainer.optim.clip import parse_clip_grad
 
 _NULL_CONTEXT = contextlib.nullcontext()
 _NO_KWARGS: dict[str, Any] = {}
+_LR = operator.itemgetter("lr")
 
 
 class OptimWrapper:
@@ -213,7 +215,7 @@ class OptimWrapper:
 
     def get_lr(self) -> dict[str, list[float]]:
         """``{"lr": [lr of each param group]}``."""
-        return {"lr": [group["lr"] for group in self.optimizer.param_groups]}
+        return {"lr": list(map(_LR, self.optimizer.param_groups))}  # read every iteration
 
     def get_momentum(self) -> dict[str, list[float]]:
         """``{"momentum": [...]}``: ``momentum``, else ``betas[0]`` (Adam-style), else 0."""
