@@ -5,6 +5,14 @@ default callback on (the progress bar off, or on and writing to a non-terminal s
 alternating rounds; the overhead is the median of the per-round ratios Trainer / raw, so a
 machine that slows down for a while slows both sides of a round. Models: a tiny MLP and a small
 CNN, batch 32, one CPU thread. Run with ``python benchmarks/overhead.py [--rounds N]``.
+
+A shared machine can change speed by half within a second, more than the overhead being
+measured, and a round of 2,000 iterations lasts about a second. The second table therefore
+interleaves the two loops inside one ``fit``: every ``CHUNK`` iterations a callback runs as many
+raw iterations (their own model, optimizer and loader), so each pair of chunks is timed within
+a few milliseconds of each other; the steady-state overhead is the median of the chunk ratios,
+and the cost of ``fit`` outside its iterations (set-up, the FLOP count of the first iteration,
+the last checkpoint) is given per iteration of the run beside it.
 """
 
 from __future__ import annotations
@@ -19,8 +27,11 @@ import time
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from trainer.callbacks import Callback
 
 from trainer import BaseModel, Trainer
+
+CHUNK = 20  # iterations per interleaved chunk: a few milliseconds
 
 
 class TinyMLP(BaseModel):
@@ -96,6 +107,72 @@ def trainer_loop(model_cls: type[TinyMLP], loader: DataLoader, iters: int, devic
         return time.process_time() - start
 
 
+class Interleave(Callback):
+    """After training iteration 0 (which counts FLOPs) and every ``CHUNK`` iterations after it:
+    the CPU time of the trainer's chunk just done, then of ``CHUNK`` raw iterations."""
+
+    priority = "LOWEST"
+
+    def __init__(self, model_cls: type[TinyMLP], loader: DataLoader, device: str) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.model = model_cls().to(device)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01)
+        self.loader, self.device, self.batches = loader, device, iter(())
+        self.trainer_times: list[float] = []
+        self.raw_times: list[float] = []
+        self.mark = 0.0
+
+    def after_train_iter(self, trainer: Trainer, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        if trainer.iter % CHUNK:
+            return
+        synchronize(self.device)
+        start = time.process_time()
+        if trainer.iter:
+            self.trainer_times.append(start - self.mark)
+        self.model.train()
+        for _ in range(CHUNK):
+            x, y = self.next_batch()
+            loss = nn.functional.cross_entropy(self.model(x.to(self.device)), y.to(self.device))
+            loss.backward()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        synchronize(self.device)
+        self.mark = time.process_time()
+        self.raw_times.append(self.mark - start)
+
+    def next_batch(self):
+        try:
+            return next(self.batches)
+        except StopIteration:
+            self.batches = iter(self.loader)
+            return next(self.batches)
+
+
+def steady_state(model_cls: type[TinyMLP], iters: int, device: str,
+                 progress: bool) -> tuple[float, float, float]:
+    """The median chunk ratio Trainer / raw, the overhead in seconds per iteration, and fit's
+    time outside its steady iterations, per iteration of the run."""
+    probe = Interleave(model_cls, make_loader(model_cls, iters), device)
+    torch.manual_seed(0)
+    quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
+    with tempfile.TemporaryDirectory() as work_dir, quiet[0], quiet[1]:
+        trainer = Trainer(max_iters=iters, work_dir=work_dir, accelerator=device,
+                          callbacks=[probe],
+                          optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.01)),
+                          default_callbacks={} if progress else {"progress": None})
+        start = time.process_time()
+        trainer.fit(model_cls(), make_loader(model_cls, iters))
+        synchronize(device)
+        total = time.process_time() - start
+    ratio = statistics.median(t / r for t, r in zip(probe.trainer_times, probe.raw_times))
+    per_iter = statistics.median(probe.trainer_times) / CHUNK
+    uncounted = iters - 1 - CHUNK * len(probe.trainer_times)  # after the last whole chunk
+    fixed = total - sum(probe.raw_times) - sum(probe.trainer_times) - uncounted * per_iter
+    return ratio, per_iter - per_iter / ratio, fixed / iters
+
+
 def measure(model_cls: type[TinyMLP], iters: int, rounds: int, device: str,
             progress: bool) -> tuple[float, float, float]:
     """Median raw and Trainer seconds per iteration, and the median of the paired ratios."""
@@ -130,6 +207,15 @@ def main() -> None:
                                        progress)
             print(f"{name:<10} {'on' if progress else 'off':<13} {raw * 1e6:>10.1f} "
                   f"{ours * 1e6:>14.1f} {ratio:>7.3f}", flush=True)
+    print(f"steady state, interleaved {CHUNK}-iteration chunks inside one fit (median ratio), "
+          "and fit's fixed cost spread over the run")
+    print(f"{'model':<10} {'progress bar':<13} {'ratio':>7} {'overhead us/it':>15} "
+          f"{'fixed us/it':>12}")
+    for name in args.models:
+        for progress in bars:
+            ratio, overhead, fixed = steady_state(MODELS[name], args.iters, args.device, progress)
+            print(f"{name:<10} {'on' if progress else 'off':<13} {ratio:>7.3f} "
+                  f"{overhead * 1e6:>15.1f} {fixed * 1e6:>12.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -52,8 +52,13 @@ class SeededOrder(RecordedOrder):
 
     def redraw(self, state: dict[str, Any]) -> list[Any]:
         sampler = self.sampler
-        own = sampler.generator
-        sampler.generator = torch.Generator().manual_seed(int(state["seed"]))
+        generator = torch.Generator().manual_seed(int(state["seed"]))
+        n = len(sampler.data_source)  # type: ignore[arg-type]
+        if not sampler.replacement and sampler.num_samples == n:
+            # The permutation the sampler yields one by one, without a generator step for every
+            # sample (a few milliseconds at 64,000 samples, at the start of every epoch).
+            return torch.randperm(n, generator=generator).tolist()
+        own, sampler.generator = sampler.generator, generator
         try:
             return list(sampler)
         finally:

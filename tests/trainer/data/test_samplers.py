@@ -129,3 +129,14 @@ def test_the_data_position_of_a_million_samples_is_under_4_kb(tmp_path):
     assert buffer.tell() < 4096, ckpt["data"]
     (position,) = ckpt["data"]
     assert position["samples"] == 12
+
+
+@pytest.mark.parametrize("options", [{}, {"num_samples": 7}, {"replacement": True}])
+def test_a_random_samplers_order_is_drawn_as_the_sampler_draws_it(options):
+    from trainer.data.order import order_of
+
+    sampler = RandomSampler(range(50), generator=torch.Generator().manual_seed(3), **options)
+    order, recipe = order_of(sampler).draw()
+    assert order == list(RandomSampler(
+        range(50), generator=torch.Generator().manual_seed(recipe["seed"]), **options))
+    assert order_of(sampler).redraw(recipe) == order
