@@ -43,12 +43,10 @@ def _all_finite(values: list[Any]) -> bool:
 
 def first_nonfinite(pending: list[tuple[int, dict[str, Any]]]) -> tuple[int, dict[str, float]]:
     """The first iteration with a non-finite ``*loss*`` value, with its bad values; -1 if none."""
-    losses = [value for _, outputs in pending for key, value in outputs.items() if "loss" in key
-              and isinstance(value, (torch.Tensor, float, int))]
-    if not losses or _all_finite(losses):
-        return -1, {}
     entries = [(it, key, value) for it, outputs in pending for key, value in outputs.items()
                if "loss" in key and isinstance(value, (torch.Tensor, float, int))]
+    if not entries or _all_finite([value for *_, value in entries]):
+        return -1, {}
     for it, _, value in entries:  # rare: find the first bad iteration and its bad keys
         if not math.isfinite(_as_float(value)):
             values = {k: _as_float(v) for i, k, v in entries if i == it}
