@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 # Dense peak FLOP/s per device by name fragment: (16-bit, TF32, float32), from the vendors' data
 # sheets (SXM parts). A device not listed needs peak_flops= for MFU.
@@ -48,10 +49,38 @@ def peak_flops(device: torch.device, precision: str) -> float | None:
     return None
 
 
+class _FlopMode(TorchDispatchMode):
+    """Sums ``torch.utils.flop_counter``'s formulas over the ATen operations run under it.
+
+    ``FlopCounterMode`` also tracks which module each operation ran in (hooks on every module
+    and on the backward graph), which doubles the cost of the counted iteration; only the
+    total is needed here.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torch.utils.flop_counter import flop_registry
+
+        self.formulas, self.total = flop_registry, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        formula = self.formulas.get(func.overloadpacket)
+        if formula is None and func is not torch.ops.prim.device.default:
+            with self:  # a composite operation: count the ones it decomposes into
+                out = func.decompose(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
+        out = func(*args, **kwargs)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
+
+
 class FlopCount:
     """Counts the FLOPs of the matrix products (and convolutions, attention) run while open.
 
-    ``torch.utils.flop_counter.FlopCounterMode`` counts forward and backward: a linear layer of
+    The formulas are ``torch.utils.flop_counter``'s, forward and backward: a linear layer of
     ``in`` -> ``out`` features on ``b`` samples costs ``2*b*in*out`` forward, the same again for
     the weight gradient and again for the input gradient when its input needs one. Element-wise
     operations (activations, losses, optimizer updates) are not counted.
@@ -63,11 +92,9 @@ class FlopCount:
     _open: FlopCount | None = None  # at most one in the process, since the mode is global
 
     def __init__(self) -> None:
-        from torch.utils.flop_counter import FlopCounterMode
-
         if FlopCount._open is not None:
             FlopCount._open.close()
-        self._mode = FlopCounterMode(display=False)
+        self._mode = _FlopMode()
         self._mode.__enter__()
         FlopCount._open = self
 
@@ -76,4 +103,4 @@ class FlopCount:
         if FlopCount._open is self:
             self._mode.__exit__(None, None, None)
             FlopCount._open = None
-        return int(self._mode.get_total_flops())
+        return int(self._mode.total)

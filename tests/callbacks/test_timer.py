@@ -136,3 +136,24 @@ def test_a_failed_first_iteration_does_not_leave_the_flop_counter_on(work_dir):
     trainer.fit(Linear(), toy_loader(batch_size=8))
     assert train_records(trainer)[-1]["flops"] == 2 * (2 * 8 * 8 * 3)  # counted afresh
     assert _get_current_dispatch_mode_stack() == []  # nothing left on after either run
+
+
+def test_flop_count_equals_torchs_flop_counter_on_convolutions_and_attention():
+    """The counter sums torch's own formulas without tracking modules; composite operations
+    (a transformer layer's attention) are decomposed as ``FlopCounterMode`` decomposes them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from trainer.throughput import FlopCount
+
+    torch.manual_seed(0)
+    conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
+    layer = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True)
+    steps = [lambda: conv(torch.randn(2, 3, 6, 6)).sum().backward(),
+             lambda: layer(torch.randn(2, 5, 16)).sum().backward()]
+    for step in steps:
+        with FlopCounterMode(display=False) as reference:
+            step()
+        counter = FlopCount()
+        step()
+        assert counter.close() == reference.get_total_flops() > 0
