@@ -91,12 +91,14 @@ class BaseTrainLoop:
         self.trainer.model.train()
 
     def run_iter(self, batch_idx: int, data_batch: Any) -> None:
-        trainer = self.trainer
-        trainer.call_hook("before_train_iter", batch_idx, data_batch)
+        # The two hooks of every iteration go to the callback list itself: what
+        # ``trainer.call_hook`` adds (keyword arguments) is not needed here.
+        trainer, callbacks = self.trainer, self.trainer.callbacks
+        callbacks.call("before_train_iter", trainer, batch_idx, data_batch)
         outputs = trainer.wrapped_model.train_step(data_batch, optim_wrapper=trainer.optim_wrapper)
         trainer.nonfinite.record(trainer.state.iter, outputs)
         self.advance()
-        trainer.call_hook("after_train_iter", batch_idx, data_batch, outputs)
+        callbacks.call("after_train_iter", trainer, batch_idx, data_batch, outputs)
         trainer.state.iter += 1
 
     def advance(self) -> None:
