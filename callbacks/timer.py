@@ -23,10 +23,10 @@ class IterTimerCallback(Callback):
     from the second interval on. ``train/iters_per_s`` and ``train/samples_per_s`` (the logging
     iteration's batch size times the iterations, over all processes) always; ``train/tokens_per_s``
     when the model defines ``count_tokens(data) -> int``; ``train/flops`` (per iteration and
-    process, counted once on the first iteration with ``FlopCounterMode``: matrix products,
-    convolutions and attention, forward and backward) and ``train/mfu`` (achieved over peak FLOP/s
-    per device) when a peak is known or given. Work beyond the two times, and a CUDA sync, happen
-    on those iterations only.
+    process, counted once on the first iteration with ``torch.utils.flop_counter``'s formulas:
+    matrix products, convolutions and attention, forward and backward) and ``train/mfu``
+    (achieved over peak FLOP/s per device) when a peak is known or given. Work beyond the two
+    times, and a CUDA sync, happen on those iterations only.
 
     Args:
         interval: iterations between throughput figures, counted as the logger counts them;
