@@ -277,7 +277,9 @@ class Trainer(CheckpointMixin, RunnerAttributes):
 
         The hook's arguments come positionally in MMEngine's order (``batch_idx, data_batch,
         outputs``; ``metrics``; ``checkpoint``) or, as MMEngine's ``runner.call_hook`` takes
-        them, by keyword; a keyword left out is ``None``.
+        them, by keyword; a keyword left out is ``None``. The training loops hand
+        ``before_train_iter`` and ``after_train_iter`` to ``trainer.callbacks`` directly, so an
+        override of this method does not see those two.
         """
         if kwargs:
             names = hook_keywords(name)
