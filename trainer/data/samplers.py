@@ -10,6 +10,7 @@ loaded. With worker processes each batch's random streams are seeded from its po
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from typing import Any
 
 import torch
@@ -57,7 +58,12 @@ class ResumableSampler(Sampler):
         self._resume: tuple[dict[str, Any], int] | None = None
 
     def __iter__(self) -> Iterator[Any]:
-        # A generator, so the order is drawn at the first batch, as torch's samplers draw it.
+        # The order is drawn when the first batch is asked for, as torch's samplers draw it;
+        # the batches after that come from C iterators, with no Python frame per batch.
+        return chain.from_iterable(self._epoch())
+
+    def _epoch(self) -> Iterator[Iterator[Any]]:
+        """Yields one iterator: the epoch's batches, from its first not yet trained on."""
         if self._resume is not None:
             recipe, skip = self._resume
             self._resume = None
@@ -75,14 +81,16 @@ class ResumableSampler(Sampler):
             epoch_seed, rank = recipe["worker_seed"], self.rank
             batches = ((batch_seed(epoch_seed, rank, b), batch)
                        for b, batch in enumerate(batches, skip))
-        yield from batches
+        yield batches
 
     def _batches(self, order: list[Any], skip: int) -> Iterator[Any]:
         size = self.batch_size
         if size is None:
             return iter(order[skip:])
         stop = len(order) - len(order) % size if self.drop_last else len(order)
-        return (order[i:i + size] for i in range(skip * size, stop, size))
+        starts = range(skip * size, stop, size)
+        return map(order.__getitem__, map(slice, starts, range(starts.start + size, stop + size,
+                                                                size)))
 
     def __len__(self) -> int:
         length = len(self.sampler)  # type: ignore[arg-type]
