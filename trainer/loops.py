@@ -94,11 +94,11 @@ class BaseTrainLoop:
         # The two hooks of every iteration go to the callback list itself: what
         # ``trainer.call_hook`` adds (keyword arguments) is not needed here.
         trainer, callbacks = self.trainer, self.trainer.callbacks
-        callbacks.call("before_train_iter", trainer, batch_idx, data_batch)
+        callbacks.call_before_iter("before_train_iter", trainer, batch_idx, data_batch)
         outputs = trainer.wrapped_model.train_step(data_batch, optim_wrapper=trainer.optim_wrapper)
         trainer.nonfinite.record(trainer.state.iter, outputs)
         self.advance()
-        callbacks.call("after_train_iter", trainer, batch_idx, data_batch, outputs)
+        callbacks.call_after_iter("after_train_iter", trainer, batch_idx, data_batch, outputs)
         trainer.state.iter += 1
 
     def advance(self) -> None:
