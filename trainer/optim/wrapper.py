@@ -20,8 +20,19 @@ from torch.optim import Optimizer
 from trainer.arguments import check_non_negative_int, check_positive_int, is_int
 from trainer.optim.clip import parse_clip_grad
 
-_NULL_CONTEXT = contextlib.nullcontext()
-_NO_KWARGS: dict[str, Any] = {}
+
+class _NoContext:
+    """What ``optim_context`` returns when there is nothing to do: ``contextlib.nullcontext``
+    costs twice as much, as its ``__exit__`` takes ``*args``, and it runs every iteration."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
+        return None
+
+
+_NULL_CONTEXT = _NoContext()
 _LR = operator.itemgetter("lr")
 
 
@@ -77,25 +88,42 @@ class OptimWrapper:
     def update_params(self, loss: torch.Tensor, step_kwargs: dict[str, Any] | None = None,
                       zero_kwargs: dict[str, Any] | None = None) -> None:
         """Scale ``loss``, backpropagate it, and step + zero the gradients when a window closes."""
+        # Here and below, a call without keywords is made without ``**``: unpacking a dict
+        # costs as much as three plain calls, several times an iteration.
         self.backward(self.scale_loss(loss) if self._accumulative_counts != 1 else loss)
         if self.should_update():
-            self.step(**(step_kwargs or _NO_KWARGS))
-            self.zero_grad(**(zero_kwargs or _NO_KWARGS))
+            if step_kwargs:
+                self.step(**step_kwargs)
+            else:
+                self.step()
+            if zero_kwargs:
+                self.zero_grad(**zero_kwargs)
+            else:
+                self.zero_grad()
 
     def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
         """``loss.backward(**kwargs)`` and count one micro-batch."""
-        loss.backward(**kwargs)
+        if kwargs:
+            loss.backward(**kwargs)
+        else:
+            loss.backward()
         self.inner_count += 1
 
     def step(self, **kwargs: Any) -> None:
         """Clip the gradients if configured, then ``optimizer.step(**kwargs)``."""
         if self._clip is not None:
             self._clip_grad()
-        self.optimizer.step(**kwargs)
+        if kwargs:
+            self.optimizer.step(**kwargs)
+        else:
+            self.optimizer.step()
 
     def zero_grad(self, **kwargs: Any) -> None:
         """``optimizer.zero_grad(**kwargs)``; torch's default sets the gradients to ``None``."""
-        self.optimizer.zero_grad(**kwargs)
+        if kwargs:
+            self.optimizer.zero_grad(**kwargs)
+        else:
+            self.optimizer.zero_grad()
 
     def _clip_grad(self) -> None:
         params = [p for group in self.optimizer.param_groups for p in group["params"]
