@@ -9,12 +9,15 @@ pointer.
 from __future__ import annotations
 
 import math
+import operator
 import warnings
+from itertools import chain
 from typing import Any
 
 import torch
 
 MODES = ("raise", "warn", "ignore")
+_OUTPUTS = operator.itemgetter(1)  # of a recorded (iteration, outputs) pair
 
 
 def check_mode(mode: Any) -> str:
@@ -29,10 +32,8 @@ def _as_float(value: Any) -> float:
 
 def _all_finite(values: list[Any]) -> bool:
     """One device sync for all the tensors among ``values``."""
-    try:  # the usual case, scalar tensors only: one stack, without a Python pass over them
-        return bool(torch.isfinite(torch.stack(values)).all())
-    except (TypeError, RuntimeError):  # numbers among them, or tensors of other shapes
-        pass
+    if _stack_finite(values):  # scalar tensors only: one stack, without a Python pass
+        return True
     tensors = [v for v in values if isinstance(v, torch.Tensor)]
     if not all(math.isfinite(v) for v in values if not isinstance(v, torch.Tensor)):
         return False
@@ -41,8 +42,33 @@ def _all_finite(values: list[Any]) -> bool:
     return bool(torch.isfinite(torch.stack([t.detach().float().sum() for t in tensors])).all())
 
 
+def _loss_values(pending: list[tuple[int, dict[str, Any]]]) -> list[Any]:
+    """Every recorded ``*loss*`` value, gathered in C when all outputs have the same keys (the
+    usual case: a check then costs no Python step per iteration); empty when they differ."""
+    outputs = list(map(_OUTPUTS, pending))
+    if len(set(map(frozenset, outputs))) != 1:
+        return []
+    keys = [key for key in outputs[0] if "loss" in key]
+    if not keys:
+        return []
+    columns = map(operator.itemgetter(*keys), outputs)
+    return list(columns) if len(keys) == 1 else list(chain.from_iterable(columns))
+
+
+def _stack_finite(values: list[Any]) -> bool:
+    """Whether ``values``, scalar tensors, are all finite (one device sync); False when they
+    cannot be stacked, so that the caller looks at them one by one."""
+    try:
+        return bool(torch.isfinite(torch.stack(values)).all())
+    except (TypeError, RuntimeError):
+        return False
+
+
 def first_nonfinite(pending: list[tuple[int, dict[str, Any]]]) -> tuple[int, dict[str, float]]:
     """The first iteration with a non-finite ``*loss*`` value, with its bad values; -1 if none."""
+    values = _loss_values(pending)
+    if values and _stack_finite(values):
+        return -1, {}
     entries = [(it, key, value) for it, outputs in pending for key, value in outputs.items()
                if "loss" in key and isinstance(value, (torch.Tensor, float, int))]
     if not entries or _all_finite([value for *_, value in entries]):
