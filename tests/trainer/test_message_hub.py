@@ -71,6 +71,23 @@ def test_recorded_rows_are_in_the_histories_when_read_and_keep_their_order():
     assert hub.get_scalar("train/loss").values() == [3.0, 2.0, 1.0, 0.5]
 
 
+def test_rows_of_several_shapes_reach_each_history_in_the_order_recorded():
+    hub = MessageHub()
+    for i in range(5):  # three callbacks, each recording its own keys every iteration
+        hub.record({"loss": torch.tensor(float(i)), "lr": 0.1 * i}, prefix="train/")
+        hub.record({"data_time": 0.5 * i, "time": 1.0 + i}, prefix="train/")
+        hub.record({"accuracy": i}, prefix="val/")
+    assert hub.get_scalar("train/loss").values() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert hub.get_scalar("train/lr").values() == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    assert hub.get_scalar("train/time").values() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert hub.get_scalar("val/accuracy").values() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    hub.record({"loss": 7.0}, prefix="train/")  # one key in rows of two shapes
+    hub.record({"loss": 8.0, "grad_norm": 1.0}, prefix="train/")
+    hub.record({"loss": 9.0}, prefix="train/")
+    assert hub.get_scalar("train/loss").values()[-3:] == [7.0, 8.0, 9.0]
+    assert hub.get_scalar("train/grad_norm").values() == [1.0]
+
+
 def test_a_hook_reads_the_current_iterations_loss_and_lr_from_the_hub(work_dir):
     seen = []
 
