@@ -27,7 +27,17 @@ LOOPS = {"raw": "raw loop", "off": "Trainer, progress bar off", "on": "Trainer, 
 
 
 def run_child(loop: str, iters: int) -> None:
-    """The measured process: one loop of ``overhead.py`` over ``iters`` batches."""
+    """The measured process: one loop of ``overhead.py`` over ``iters`` batches.
+
+    The garbage collector is off. In a fresh interpreter its full passes are set off by what
+    torch imports lazily during the first iterations, at points that differ between the two
+    lengths, and one pass over torch's objects costs as much as dozens of iterations; in the
+    rounds of ``overhead.py`` neither loop sets off more than one young-generation pass per
+    2,000 iterations.
+    """
+    import gc
+
+    gc.disable()
     import torch
     from overhead import TinyMLP, make_loader, raw_loop, trainer_loop
 
