@@ -2,8 +2,9 @@
 
 On a shared machine the clock varies by more than the overhead being measured (the raw loop of
 ``overhead.py`` has measured anywhere from 380 to 990 µs per iteration on one machine). The
-number of instructions an iteration executes does not: under ``valgrind --tool=cachegrind`` it
-repeats to within a few dozen instructions of about two million. Each loop of ``overhead.py``
+number of instructions an iteration executes hardly does: under ``valgrind --tool=cachegrind``
+it repeats to within about 10,000 of about 1.9 million (0.5 %) between runs made at different
+times, and two runs started together agree to a few thousand in all. Each loop of ``overhead.py``
 (tiny MLP, batch 32, one thread) is run for two lengths in a fresh interpreter; the difference
 divided by the difference in iterations is the cost of one iteration, set-up, imports and the
 last checkpoint cancelling out. Instructions are not time: Python code runs fewer instructions
