@@ -22,8 +22,9 @@ from trainer.optim.clip import parse_clip_grad
 
 
 class _NoContext:
-    """What ``optim_context`` returns when there is nothing to do: ``contextlib.nullcontext``
-    costs twice as much, as its ``__exit__`` takes ``*args``, and it runs every iteration."""
+    """What ``optim_context`` returns when there is nothing to do, every iteration: a ``with``
+    block over it costs about 220 fewer instructions than over ``contextlib.nullcontext``,
+    whose ``__exit__`` takes ``*args`` (about 2,080 against 2,300)."""
 
     def __enter__(self) -> None:
         return None
