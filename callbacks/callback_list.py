@@ -87,6 +87,17 @@ def positional_method(callback: Callback, hook: str) -> Any:
     return KeywordCall(callback, method, names)
 
 
+def skips_train_iters(callback: Callback) -> bool:
+    """Whether ``callback`` says which iterations its ``after_train_iter`` may skip: only a
+    class that defines both does, so a subclass overriding ``after_train_iter`` alone is
+    called every iteration."""
+    if "after_train_iter" in vars(callback) or "skippable_train_iters" in vars(callback):
+        return False
+    owners = [next((c for c in type(callback).__mro__ if name in vars(c)), None)
+              for name in ("after_train_iter", "skippable_train_iters")]
+    return owners[1] is not None and owners[0] is owners[1]
+
+
 def name_the_callback(err: Exception, method: Any, hook: str) -> None:
     """Add which callback's ``hook`` raised ``err`` to its message and notes."""
     where = f"{type(method.__self__).__name__}.{hook}"
@@ -105,6 +116,9 @@ class CallbackList:
     def __init__(self, callbacks: Iterable[Callback] = ()) -> None:
         self.callbacks: list[Callback] = []
         self.methods: dict[str, tuple[Any, ...]] = dict.fromkeys(HOOK_NAMES, ())
+        self._sparse: tuple[Callback, ...] = ()  # those that skip some after_train_iter
+        self._every_train_iter: tuple[Any, ...] = ()  # the after_train_iter of the others
+        self._skip = 0  # iterations left on which only the others are called
         for callback in callbacks:
             self.append(callback)
 
@@ -116,6 +130,12 @@ class CallbackList:
             self.methods[hook] = tuple(
                 positional_method(cb, hook) for cb in self.callbacks
                 if getattr(type(cb), hook) is not getattr(Callback, hook))
+        self._sparse = tuple(cb for cb in self.callbacks if skips_train_iters(cb))
+        every = self.methods["after_train_iter"]  # the same tuple when none skips
+        self._every_train_iter = tuple(
+            method for method in every if method.__self__ not in self._sparse
+        ) if self._sparse else every
+        self._skip = 0
 
     def call(self, hook: str, trainer: Any, *args: Any) -> None:
         """``hook`` on every callback that defines it; ``args`` in :func:`hook_keywords` order."""
@@ -139,16 +159,35 @@ class CallbackList:
             name_the_callback(err, method, hook)
             raise
 
-    def call_after_iter(self, hook: str, trainer: Any, batch_idx: int, data_batch: Any,
-                        outputs: Any) -> None:
-        """``call(hook, trainer, batch_idx, data_batch, outputs)`` for an ``after_*_iter`` hook."""
+    def call_after_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any,
+                              outputs: Any) -> None:
+        """``after_train_iter`` on the callbacks that need this iteration.
+
+        A callback that acts only on some iterations (a log line, a checkpoint) may say how many
+        of the following ones it skips with ``skippable_train_iters(trainer, batch_idx) -> int``
+        (asked after each iteration it sees, when defined by the class that defines its
+        ``after_train_iter``); until then only the others are called, in priority order.
+        """
+        if self._skip:
+            self._skip -= 1
+            methods = self._every_train_iter
+        else:
+            methods = self.methods["after_train_iter"]
         method = None
         try:
-            for method in self.methods[hook]:
+            for method in methods:
                 method(trainer, batch_idx, data_batch, outputs)
         except Exception as err:
-            name_the_callback(err, method, hook)
+            name_the_callback(err, method, "after_train_iter")
             raise
+        if methods is not self._every_train_iter:
+            self._skip = max(0, min(cb.skippable_train_iters(trainer, batch_idx)
+                                    for cb in self._sparse))
+
+    def restart_train_iters(self) -> None:
+        """Call every ``after_train_iter`` again from the next iteration: an epoch or a run
+        starts, and what a callback skips was counted from the iteration it last saw."""
+        self._skip = 0
 
     def call_each(self, hook: str, trainer: Any, *args: Any) -> list[Exception]:
         """``hook`` on every callback even when some raise (cleaning up after a failed run);

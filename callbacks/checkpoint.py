@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import posixpath
+import sys
 from typing import Any
 
 import fsspec
@@ -105,6 +106,17 @@ class CheckpointCallback(Callback):
         if self.save_last and done and self.last_saved != done:
             self._save_regular(trainer, done)
         self._finish_pending(trainer)
+
+    def skippable_train_iters(self, trainer: Any, batch_idx: int) -> int:
+        """Iterations after this one before the next iteration-based save is due."""
+        if self.by_epoch:
+            return sys.maxsize
+        done, total = trainer.state.iter + 1, trainer.state.max_iters
+        due = [total] if self.save_last and total is not None and total > done else []
+        if self.interval > 0:
+            first = max(done + 1, self.save_begin)
+            due.append(-(-first // self.interval) * self.interval)  # the next multiple
+        return min(due) - done - 1 if due else sys.maxsize
 
     def _due(self, done: int, total: int | None) -> bool:
         if done < self.save_begin:

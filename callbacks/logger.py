@@ -160,6 +160,17 @@ class LoggerCallback(Callback):
         if done % self._interval == 0 or (last and not self.ignore_last):
             self._log_train(trainer, batch_idx)
 
+    def skippable_train_iters(self, trainer: Any, batch_idx: int) -> int:
+        """Iterations after ``batch_idx`` before the next line (or ``Exp name`` line) is due."""
+        done = batch_idx + 1
+        due = (done // self._interval + 1) * self._interval
+        if not self.ignore_last and self._last is not None and done < self._last:
+            due = min(due, self._last)
+        if self.interval_exp_name:
+            step, every = trainer.state.iter + 1, self.interval_exp_name
+            due = min(due, done + (step // every + 1) * every - step)
+        return due - done - 1
+
     def after_val_epoch(self, trainer: Any, metrics: dict[str, Any] | None = None) -> None:
         self._log_eval(trainer, "val", metrics)
 

@@ -98,7 +98,7 @@ class BaseTrainLoop:
         outputs = trainer.wrapped_model.train_step(data_batch, optim_wrapper=trainer.optim_wrapper)
         trainer.nonfinite.record(trainer.state.iter, outputs)
         self.advance()
-        callbacks.call_after_iter("after_train_iter", trainer, batch_idx, data_batch, outputs)
+        callbacks.call_after_train_iter(trainer, batch_idx, data_batch, outputs)
         trainer.state.iter += 1
 
     def advance(self) -> None:
@@ -161,6 +161,7 @@ class EpochBasedTrainLoop(BaseTrainLoop):
     def run_epoch(self) -> None:
         trainer = self.trainer
         trainer.call_hook("before_train_epoch")
+        trainer.callbacks.restart_train_iters()
         trainer.optim_wrapper.initialize_count_status(
             trainer.model, trainer.state.batch_idx, self.epoch_length)
         for batch_idx, data_batch in enumerate(self.new_iterator(), trainer.state.batch_idx):
@@ -187,6 +188,7 @@ class IterBasedTrainLoop(BaseTrainLoop):
         trainer = self.trainer
         trainer.call_hook("before_train")
         trainer.call_hook("before_train_epoch")
+        trainer.callbacks.restart_train_iters()
         trainer.optim_wrapper.initialize_count_status(trainer.model, trainer.iter, self.max_iters)
         trainer.model.train()
         state = trainer.state
