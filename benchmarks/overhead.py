@@ -13,6 +13,10 @@ raw iterations (their own model, optimizer and loader), so each pair of chunks i
 a few milliseconds of each other; the steady-state overhead is the median of the chunk ratios,
 and the cost of ``fit`` outside its iterations (set-up, the FLOP count of the first iteration,
 the last checkpoint) is given per iteration of the run beside it.
+
+``--breakdown`` measures that steady state instead for parts of the default set: none of the
+default callbacks, none and no non-finite check, and each callback that works every iteration
+alone, so a change can be traced to the part it touched.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import io
 import statistics
 import tempfile
 import time
+from typing import Any
 
 import torch
 from torch import nn
@@ -100,7 +105,7 @@ def trainer_loop(model_cls: type[TinyMLP], loader: DataLoader, iters: int, devic
     with tempfile.TemporaryDirectory() as work_dir, quiet[0], quiet[1]:
         trainer = Trainer(max_iters=iters, work_dir=work_dir, accelerator=device,
                           optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.01)),
-                          default_callbacks={} if progress else {"progress": None})
+                          default_callbacks=bars_off(progress))
         start = time.process_time()
         trainer.fit(model, loader)
         synchronize(device)
@@ -151,7 +156,7 @@ class Interleave(Callback):
 
 
 def steady_state(model_cls: type[TinyMLP], iters: int, device: str,
-                 progress: bool) -> tuple[float, float, float]:
+                 default_callbacks: dict[str, Any], **options: Any) -> tuple[float, float, float]:
     """The median chunk ratio Trainer / raw, the overhead in seconds per iteration, and fit's
     time outside its steady iterations, per iteration of the run."""
     probe = Interleave(model_cls, make_loader(model_cls, iters), device)
@@ -161,7 +166,7 @@ def steady_state(model_cls: type[TinyMLP], iters: int, device: str,
         trainer = Trainer(max_iters=iters, work_dir=work_dir, accelerator=device,
                           callbacks=[probe],
                           optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.01)),
-                          default_callbacks={} if progress else {"progress": None})
+                          default_callbacks=default_callbacks, **options)
         start = time.process_time()
         trainer.fit(model_cls(), make_loader(model_cls, iters))
         synchronize(device)
@@ -171,6 +176,35 @@ def steady_state(model_cls: type[TinyMLP], iters: int, device: str,
     uncounted = iters - 1 - CHUNK * len(probe.trainer_times)  # after the last whole chunk
     fixed = total - sum(probe.raw_times) - sum(probe.trainer_times) - uncounted * per_iter
     return ratio, per_iter - per_iter / ratio, fixed / iters
+
+
+def bars_off(progress: bool) -> dict[str, Any]:
+    return {} if progress else {"progress": None}
+
+
+# What each part of the default set costs: the Trainer with none of its default callbacks,
+# without the non-finite check, and with one default callback at a time.
+ITERATION_CALLBACKS = ("runtime_info", "timer", "logger", "param_scheduler", "checkpoint")
+NO_CALLBACKS = dict.fromkeys((*ITERATION_CALLBACKS, "sampler_seed", "progress"))
+BREAKDOWN: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "defaults, bar off": (bars_off(False), {}),
+    "no default callbacks": (NO_CALLBACKS, {}),
+    "none, on_nonfinite=ignore": (NO_CALLBACKS, {"on_nonfinite": "ignore"}),
+    **{f"only {name}": ({**NO_CALLBACKS, name: {}}, {}) for name in ITERATION_CALLBACKS},
+}
+
+
+def breakdown(model_cls: type[TinyMLP], iters: int, rounds: int, device: str) -> None:
+    """The steady-state ratio of each configuration in ``BREAKDOWN``, measured in turn
+    ``rounds`` times: the median and the range."""
+    ratios: dict[str, list[float]] = {name: [] for name in BREAKDOWN}
+    for _ in range(rounds):
+        for name, (defaults, options) in BREAKDOWN.items():
+            ratios[name].append(steady_state(model_cls, iters, device, defaults, **options)[0])
+    print(f"{'configuration':<28} {'ratio':>7} {'range':>13}")
+    for name, values in ratios.items():
+        print(f"{name:<28} {statistics.median(values):>7.3f} "
+              f"{min(values):>6.3f}-{max(values):.3f}")
 
 
 def measure(model_cls: type[TinyMLP], iters: int, rounds: int, device: str,
@@ -194,8 +228,15 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--progress", choices=("off", "on", "both"), default="both")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="instead: the steady state of the default set and of its parts "
+                             "(first model only)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.breakdown:
+        print(f"steady state of the parts, {args.models[0]}, median of {args.rounds} runs each")
+        breakdown(MODELS[args.models[0]], args.iters, args.rounds, args.device)
+        return
     bars = {"off": [False], "on": [True], "both": [False, True]}[args.progress]
     print(f"device {args.device}, batch 32, {args.iters} iterations, 1 CPU thread, "
           f"median of {args.rounds} paired rounds")
@@ -213,7 +254,8 @@ def main() -> None:
           f"{'fixed us/it':>12}")
     for name in args.models:
         for progress in bars:
-            ratio, overhead, fixed = steady_state(MODELS[name], args.iters, args.device, progress)
+            ratio, overhead, fixed = steady_state(MODELS[name], args.iters, args.device,
+                                                  bars_off(progress))
             print(f"{name:<10} {'on' if progress else 'off':<13} {ratio:>7.3f} "
                   f"{overhead * 1e6:>15.1f} {fixed * 1e6:>12.1f}", flush=True)
 
