@@ -105,7 +105,7 @@ def trainer_loop(model_cls: type[TinyMLP], loader: DataLoader, iters: int, devic
     with tempfile.TemporaryDirectory() as work_dir, quiet[0], quiet[1]:
         trainer = Trainer(max_iters=iters, work_dir=work_dir, accelerator=device,
                           optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.01)),
-                          default_callbacks=bars_off(progress))
+                          default_callbacks=default_set(progress))
         start = time.process_time()
         trainer.fit(model, loader)
         synchronize(device)
@@ -178,7 +178,8 @@ def steady_state(model_cls: type[TinyMLP], iters: int, device: str,
     return ratio, per_iter - per_iter / ratio, fixed / iters
 
 
-def bars_off(progress: bool) -> dict[str, Any]:
+def default_set(progress: bool) -> dict[str, Any]:
+    """``default_callbacks`` for every default callback, the progress bar on or off."""
     return {} if progress else {"progress": None}
 
 
@@ -187,7 +188,7 @@ def bars_off(progress: bool) -> dict[str, Any]:
 ITERATION_CALLBACKS = ("runtime_info", "timer", "logger", "param_scheduler", "checkpoint")
 NO_CALLBACKS = dict.fromkeys((*ITERATION_CALLBACKS, "sampler_seed", "progress"))
 BREAKDOWN: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "defaults, bar off": (bars_off(False), {}),
+    "defaults, bar off": (default_set(False), {}),
     "no default callbacks": (NO_CALLBACKS, {}),
     "none, on_nonfinite=ignore": (NO_CALLBACKS, {"on_nonfinite": "ignore"}),
     **{f"only {name}": ({**NO_CALLBACKS, name: {}}, {}) for name in ITERATION_CALLBACKS},
@@ -255,7 +256,7 @@ def main() -> None:
     for name in args.models:
         for progress in bars:
             ratio, overhead, fixed = steady_state(MODELS[name], args.iters, args.device,
-                                                  bars_off(progress))
+                                                  default_set(progress))
             print(f"{name:<10} {'on' if progress else 'off':<13} {ratio:>7.3f} "
                   f"{overhead * 1e6:>15.1f} {fixed * 1e6:>12.1f}", flush=True)
 

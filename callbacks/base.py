@@ -44,6 +44,12 @@ def get_priority(priority: int | str) -> int:
     return priority
 
 
+def next_multiple(every: int, at_least: int) -> int:
+    """The first multiple of ``every`` that is ``at_least`` or more: where a callback that acts
+    every ``every`` iterations next acts (for its ``skippable_train_iters``)."""
+    return -(-at_least // every) * every
+
+
 def accept_runner_keyword(hook: Callable) -> Callable:
     """Let ``hook`` take the trainer as ``runner=`` (MMEngine's name) or ``trainer=`` too.
 

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 import fsspec
-from trainer.callbacks.base import Callback
+from trainer.callbacks.base import Callback, next_multiple
 
 from trainer import checkpoint, dist
 from trainer.arguments import is_int
@@ -114,8 +114,7 @@ class CheckpointCallback(Callback):
         done, total = trainer.state.iter + 1, trainer.state.max_iters
         due = [total] if self.save_last and total is not None and total > done else []
         if self.interval > 0:
-            first = max(done + 1, self.save_begin)
-            due.append(-(-first // self.interval) * self.interval)  # the next multiple
+            due.append(next_multiple(self.interval, max(done + 1, self.save_begin)))
         return min(due) - done - 1 if due else sys.maxsize
 
     def _due(self, done: int, total: int | None) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from trainer.callbacks.base import Callback
+from trainer.callbacks.base import Callback, next_multiple
 from trainer.callbacks.timer import IterTimerCallback
 
 from trainer import dist
@@ -163,12 +163,12 @@ class LoggerCallback(Callback):
     def skippable_train_iters(self, trainer: Any, batch_idx: int) -> int:
         """Iterations after ``batch_idx`` before the next line (or ``Exp name`` line) is due."""
         done = batch_idx + 1
-        due = (done // self._interval + 1) * self._interval
+        due = next_multiple(self._interval, done + 1)
         if not self.ignore_last and self._last is not None and done < self._last:
             due = min(due, self._last)
-        if self.interval_exp_name:
-            step, every = trainer.state.iter + 1, self.interval_exp_name
-            due = min(due, done + (step // every + 1) * every - step)
+        if self.interval_exp_name:  # counted in global iterations
+            step = trainer.state.iter + 1
+            due = min(due, done + next_multiple(self.interval_exp_name, step + 1) - step)
         return due - done - 1
 
     def after_val_epoch(self, trainer: Any, metrics: dict[str, Any] | None = None) -> None:
