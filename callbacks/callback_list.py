@@ -8,6 +8,8 @@ from typing import Any
 
 from trainer.callbacks.base import HOOK_NAMES, Callback, get_priority
 
+from trainer.arguments import is_int
+
 HOOK_PREFIXES = ("before_", "after_", "on_")
 _ITER_KWARGS = ("batch_idx", "data_batch")
 
@@ -98,6 +100,16 @@ def skips_train_iters(callback: Callback) -> bool:
     return owners[1] is not None and owners[0] is owners[1]
 
 
+def skippable(callback: Callback, trainer: Any, batch_idx: int) -> int:
+    """``callback.skippable_train_iters(trainer, batch_idx)``, refused unless an int."""
+    count = callback.skippable_train_iters(trainer, batch_idx)
+    if not is_int(count):
+        raise TypeError(
+            f"{type(callback).__name__}.skippable_train_iters must return an int (how many of "
+            f"the next iterations its after_train_iter may skip; 0 for none), got {count!r}")
+    return count
+
+
 def name_the_callback(err: Exception, method: Any, hook: str) -> None:
     """Add which callback's ``hook`` raised ``err`` to its message and notes."""
     where = f"{type(method.__self__).__name__}.{hook}"
@@ -181,8 +193,7 @@ class CallbackList:
             name_the_callback(err, method, "after_train_iter")
             raise
         if methods is not self._every_train_iter:
-            self._skip = max(0, min(cb.skippable_train_iters(trainer, batch_idx)
-                                    for cb in self._sparse))
+            self._skip = max(0, min(skippable(cb, trainer, batch_idx) for cb in self._sparse))
 
     def restart_train_iters(self) -> None:
         """Call every ``after_train_iter`` again from the next iteration: an epoch or a run

@@ -101,3 +101,22 @@ def test_a_subclass_overriding_after_train_iter_and_other_callbacks_see_every_it
     trainer.fit(ToyNet(), toy_loader(n=80))
     assert by_logger == by_other == list(range(2 * EPOCH))
     assert logged_steps(trainer) == expected_log_steps(1, 20, 4, epoch_based=True)
+
+
+class SaysNothing(Callback):
+    """A callback whose ``skippable_train_iters`` forgets to return its count."""
+
+    def after_train_iter(self, trainer, batch_idx, data_batch=None, outputs=None):
+        pass
+
+    def skippable_train_iters(self, trainer, batch_idx):
+        (98 - trainer.iter) % 100  # the missing return is the mistake
+
+
+def test_a_count_that_is_not_an_int_is_refused_at_the_first_iteration(work_dir):
+    trainer = Trainer(max_iters=5, work_dir=work_dir, callbacks=[SaysNothing()],
+                      default_callbacks={"progress": None})
+    with pytest.raises(TypeError, match=r"SaysNothing\.skippable_train_iters must return an int"
+                                        r".*got None"):
+        trainer.fit(ToyNet(), toy_loader())
+    assert trainer.iter == 0  # it stopped in the first iteration
