@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from trainer.callbacks.base import Callback
@@ -14,15 +14,25 @@ from trainer.arguments import check_positive_int, is_number
 RATES = ("iters_per_s", "samples_per_s", "tokens_per_s", "flops", "mfu")
 
 
+class Mark(NamedTuple):
+    """Where the last throughput figure was taken."""
+
+    iters: int  # iterations done
+    time: float  # perf_counter, moved on by the validations since
+    samples: int | None  # samples this process had trained on, when the loader says
+
+
 class IterTimerCallback(Callback):
     """Log ``train/data_time`` (waiting for the batch) and ``train/time`` (whole iteration), and
     throughput every ``interval`` iterations.
 
     Throughput covers the iterations since the previous figure, less validation time; the first
     interval after a start or resume (compilation, warm-up) only sets the mark, so figures appear
-    from the second interval on. ``train/iters_per_s`` and ``train/samples_per_s`` (the logging
-    iteration's batch size times the iterations, over all processes) always; ``train/tokens_per_s``
-    when the model defines ``count_tokens(data) -> int``; ``train/flops`` (per iteration and
+    from the second interval on. ``train/iters_per_s`` and ``train/samples_per_s`` (over all processes: the
+    samples of those iterations, a short last batch of an epoch as it is, when the loader
+    batches a sampler with ``len``; else the logging iteration's batch size times the
+    iterations) always; ``train/tokens_per_s`` (the logging iteration's count times the
+    iterations) when the model defines ``count_tokens(data) -> int``; ``train/flops`` (per iteration and
     process, counted once on the first iteration with ``torch.utils.flop_counter``'s formulas:
     matrix products, convolutions and attention, forward and backward) and ``train/mfu``
     (achieved over peak FLOP/s per device) when a peak is known or given. Work beyond the two
@@ -56,7 +66,7 @@ class IterTimerCallback(Callback):
         self._last = self._started = time.perf_counter()
         self._interval = interval or 1
         self._counter: throughput.FlopCount | None = None
-        self._mark: tuple[int, float] | None = None  # (iterations done, time) of the last figure
+        self._mark: Mark | None = None
         self._val_start = 0.0
 
     def _restart(self, trainer: Any) -> None:
@@ -95,7 +105,7 @@ class IterTimerCallback(Callback):
     def after_val(self, trainer: Any) -> None:
         self._last = time.perf_counter()  # validation time is not training time
         if self._mark is not None:
-            self._mark = (self._mark[0], self._mark[1] + self._last - self._val_start)
+            self._mark = self._mark._replace(time=self._mark.time + self._last - self._val_start)
 
     def after_train(self, trainer: Any) -> None:
         if self._counter is not None:  # training ended before its first iteration did
@@ -109,14 +119,20 @@ class IterTimerCallback(Callback):
         if trainer.device.type == "cuda":
             torch.cuda.synchronize(trainer.device)  # host time equals device time from here
         now, done = time.perf_counter(), trainer.state.iter + 1
-        mark, self._mark = self._mark, (done, now)
-        if mark is None or done <= mark[0]:
+        samples_seen = getattr(trainer.train_loop, "samples_seen", None)  # a user's loop may lack it
+        samples = samples_seen() if samples_seen is not None else None
+        mark, self._mark = self._mark, Mark(done, now, samples)
+        if mark is None or done <= mark.iters:
             return
-        iters_per_s = (done - mark[0]) / (now - mark[1])
+        iters_per_s = (done - mark.iters) / (now - mark.time)
         rates = {"iters_per_s": iters_per_s}
-        size = throughput.batch_size(data_batch)
-        if size is not None:
-            rates["samples_per_s"] = size * iters_per_s * trainer.world_size
+        if mark.samples is not None and samples is not None:
+            samples_per_s = (samples - mark.samples) / (now - mark.time)
+        else:  # batch sizes unknown in advance: this batch's, for each iteration
+            size = throughput.batch_size(data_batch)
+            samples_per_s = None if size is None else size * iters_per_s
+        if samples_per_s is not None:
+            rates["samples_per_s"] = samples_per_s * trainer.world_size
         count_tokens = getattr(trainer.model, "count_tokens", None)
         if callable(count_tokens):
             rates["tokens_per_s"] = int(count_tokens(data_batch)) * iters_per_s * trainer.world_size

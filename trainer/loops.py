@@ -124,6 +124,16 @@ class BaseTrainLoop:
                     next(iterator)
         return iterator
 
+    def samples_seen(self) -> int | None:
+        """Samples this process has trained on, as whole epochs plus the current epoch's
+        batches, each as large as it is (a short last batch too); ``None`` when the loader's
+        batch sizes are not known before they are drawn (an iterable, a batch sampler)."""
+        per_epoch = None if self.sampler is None else self.sampler.samples_per_epoch()
+        if per_epoch is None:
+            return None
+        state = self.trainer.state
+        return state.epoch * per_epoch + min(state.batch_idx * self.sampler.batch_size, per_epoch)
+
     def data_state(self) -> dict[str, Any]:
         """How to draw the current epoch's order again and how much of it is done (a few
         numbers, whatever the data set's size), so a resume continues its remaining batches."""

@@ -80,6 +80,38 @@ def test_flops_of_the_mlp_and_epochs_with_validation(work_dir):
     assert "mfu" not in records[-1]  # no peak known on CPU and none given
 
 
+def samples_per_iteration(records: list[dict]) -> list[float]:
+    return [round(r["samples_per_s"] / r["iters_per_s"], 6) for r in records if "iters_per_s" in r]
+
+
+@pytest.mark.parametrize("by_epoch", [True, False], ids=["epochs", "iters"])
+@pytest.mark.parametrize(("drop_last", "expected"), [
+    # 300 samples in batches of 32: nine full batches and one of 12 an epoch. Figures every 5
+    # iterations, from the second interval on: batches 6-10 of an epoch hold 4 * 32 + 12.
+    (False, [28.0, 32.0, 28.0, 32.0, 28.0]),
+    (True, [32.0] * 4),  # nine batches of 32 an epoch
+])
+def test_samples_per_s_counts_an_epochs_short_last_batch(work_dir, by_epoch, drop_last, expected):
+    length = {"max_epochs": 3} if by_epoch else {"max_iters": 25 if drop_last else 30}
+    trainer = Trainer(**length, work_dir=work_dir, log_interval=5, default_callbacks=QUIET)
+    trainer.fit(ToyNet(), toy_loader(n=300, batch_size=32, shuffle=True, drop_last=drop_last))
+    assert samples_per_iteration(train_records(trainer)) == expected
+
+
+def test_samples_per_s_of_an_iterable_uses_the_logging_batch(work_dir):
+    """Batch sizes an iterable yields are not known in advance: the logging iteration's one."""
+
+    class Batches(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            g = torch.Generator().manual_seed(0)
+            for size in (8, 8, 8, 4) * 3:
+                yield torch.randn(size, 8, generator=g), torch.randint(0, 3, (size,), generator=g)
+
+    trainer = Trainer(max_iters=12, work_dir=work_dir, log_interval=4, default_callbacks=QUIET)
+    trainer.fit(ToyNet(), torch.utils.data.DataLoader(Batches(), batch_size=None))
+    assert samples_per_iteration(train_records(trainer)) == [4.0, 4.0]
+
+
 def test_resumed_run_skips_its_first_interval_again(work_dir):
     def trainer(max_iters, **kwargs):
         return Trainer(max_iters=max_iters, work_dir=work_dir, log_interval=4, seed=0,

@@ -98,6 +98,17 @@ class ResumableSampler(Sampler):
             return length
         return length // self.batch_size if self.drop_last else -(-length // self.batch_size)
 
+    def samples_per_epoch(self) -> int | None:
+        """Samples in one epoch's batches (a short last batch as it is, a dropped one not);
+        ``None`` when each item is a batch whose size is not known before it is drawn."""
+        if self.batch_size is None:
+            return None
+        try:
+            length = len(self.sampler)  # type: ignore[arg-type]
+        except TypeError:  # a sampler without len
+            return None
+        return length - length % self.batch_size if self.drop_last else length
+
     def set_epoch(self, epoch: int) -> None:
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
