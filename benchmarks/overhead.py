@@ -27,6 +27,8 @@ import io
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from itertools import chain, islice, repeat
 from typing import Any
 
 import torch
@@ -41,6 +43,7 @@ CHUNK = 20  # iterations per interleaved chunk: a few milliseconds
 
 class TinyMLP(BaseModel):
     input_shape = (32,)
+    batch_size = 32
 
     def __init__(self) -> None:
         super().__init__()
@@ -49,8 +52,15 @@ class TinyMLP(BaseModel):
     def forward(self, x, y=None, mode="tensor"):
         logits = self.body(x)
         if mode == "loss":
-            return {"loss": nn.functional.cross_entropy(logits, y)}
+            return {"loss": self.criterion(logits, y)}
         return logits
+
+    criterion = staticmethod(nn.functional.cross_entropy)
+
+    @classmethod
+    def make_data(cls, n: int, generator: torch.Generator) -> TensorDataset:
+        return TensorDataset(torch.randn(n, *cls.input_shape, generator=generator),
+                             torch.randint(0, 10, (n,), generator=generator))
 
 
 class SmallCNN(TinyMLP):
@@ -64,15 +74,83 @@ class SmallCNN(TinyMLP):
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
 
 
-MODELS = {"tiny MLP": TinyMLP, "small CNN": SmallCNN}
+# The two models the GPU figures are taken on (``--models "ResNet-ish CNN" "small
+# transformer"``): large enough that a GPU, not Python, sets the pace of a raw loop.
+class Residual(nn.Module):
+    """Two 3x3 convolutions with BatchNorm, added to the input (projected when it changes)."""
+
+    def __init__(self, channels_in: int, channels_out: int, stride: int = 1) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels_in, channels_out, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(channels_out), nn.ReLU(),
+            nn.Conv2d(channels_out, channels_out, 3, 1, 1, bias=False), nn.BatchNorm2d(channels_out))
+        self.skip = nn.Identity() if stride == 1 and channels_in == channels_out else nn.Sequential(
+            nn.Conv2d(channels_in, channels_out, 1, stride, bias=False), nn.BatchNorm2d(channels_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.skip(x))
 
 
-def make_loader(model_cls: type[TinyMLP], iters: int, batch_size: int = 32) -> DataLoader:
+class ResNetish(TinyMLP):
+    """A ResNet-18-like stack of four residual blocks (64 to 256 channels) on 32x32 images."""
+
+    input_shape = (3, 32, 32)
+    batch_size = 64
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+            Residual(64, 64), Residual(64, 128, 2), Residual(128, 256, 2), Residual(256, 256),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(256, 10))
+
+
+class SmallTransformer(TinyMLP):
+    """A causal language model: 4 pre-norm layers of width 256 (4 heads), 128 tokens of a
+    1,024-word vocabulary, predicting every next token."""
+
+    vocabulary, length, width = 1024, 128, 256
+    batch_size = 16
+
+    def __init__(self) -> None:
+        BaseModel.__init__(self)
+        self.embed = nn.Embedding(self.vocabulary, self.width)
+        self.position = nn.Parameter(torch.randn(self.length, self.width) * 0.02)
+        layer = nn.TransformerEncoderLayer(self.width, 4, 4 * self.width, dropout=0.0,
+                                           batch_first=True, norm_first=True)
+        self.layers = nn.TransformerEncoder(layer, 4, enable_nested_tensor=False)
+        self.head = nn.Linear(self.width, self.vocabulary)
+        self.register_buffer(
+            "causal", nn.Transformer.generate_square_subsequent_mask(self.length), persistent=False)
+
+    def forward(self, x, y=None, mode="tensor"):
+        hidden = self.layers(self.embed(x) + self.position, mask=self.causal, is_causal=True)
+        logits = self.head(hidden)
+        if mode == "loss":
+            return {"loss": self.criterion(logits, y)}
+        return logits
+
+    @staticmethod
+    def criterion(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+
+    @classmethod
+    def make_data(cls, n: int, generator: torch.Generator) -> TensorDataset:
+        tokens = torch.randint(0, cls.vocabulary, (n, cls.length + 1), generator=generator)
+        return TensorDataset(tokens[:, :-1], tokens[:, 1:])
+
+
+MODELS = {"tiny MLP": TinyMLP, "small CNN": SmallCNN, "ResNet-ish CNN": ResNetish,
+          "small transformer": SmallTransformer}
+
+
+def make_loader(model_cls: type[TinyMLP], iters: int, device: str = "cpu") -> DataLoader:
+    """``iters`` batches of random data for ``model_cls``, shuffled, pinned for a GPU."""
     g = torch.Generator().manual_seed(0)
-    n = iters * batch_size
-    data = TensorDataset(torch.randn(n, *model_cls.input_shape, generator=g),
-                         torch.randint(0, 10, (n,), generator=g))
-    return DataLoader(data, batch_size=batch_size, shuffle=True)
+    data = model_cls.make_data(iters * model_cls.batch_size, g)
+    return DataLoader(data, batch_size=model_cls.batch_size, shuffle=True,
+                      pin_memory=device == "cuda")
 
 
 def synchronize(device: str) -> None:
@@ -80,50 +158,81 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def raw_loop(model_cls: type[TinyMLP], loader: DataLoader, iters: int, device: str) -> float:
-    torch.manual_seed(0)
-    model = model_cls().to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    start = time.process_time()
-    model.train()
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+def clock(device: str) -> float:
+    """CPU time of the process on the CPU (what a busy neighbour steals least of), wall-clock
+    time on a GPU, where the host waits for the device."""
+    return time.perf_counter() if device == "cuda" else time.process_time()
+
+
+class RawLoop:
+    """The hand-written loop the Trainer is measured against, written as a careful user writes
+    it: the same model, data, optimizer, precision (``torch.autocast``) and compiling."""
+
+    def __init__(self, model_cls: type[TinyMLP], device: str, precision: str = "32",
+                 compiled: bool = False, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.model = model_cls().to(device)
+        if compiled:
+            self.model.compile()
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01)
+        self.criterion = model_cls.criterion
+        self.autocast = (torch.autocast(device, dtype=torch.bfloat16)
+                         if precision == "bf16-mixed" else None)
+        self.device = device
+
+    def run(self, batches: Iterator, count: int) -> None:
+        """``count`` training iterations on the next batches of ``batches``."""
+        model, optimizer, criterion, autocast, device = (
+            self.model, self.optimizer, self.criterion, self.autocast, self.device)
+        model.train()
+        for x, y in islice(batches, count):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if autocast is None:
+                loss = criterion(model(x), y)
+            else:
+                with autocast:
+                    loss = criterion(model(x), y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+
+def raw_loop(model_cls: type[TinyMLP], loader: DataLoader, iters: int, device: str,
+             precision: str = "32", compiled: bool = False) -> float:
+    loop = RawLoop(model_cls, device, precision, compiled)
+    start = clock(device)
+    loop.run(iter(loader), iters)
     synchronize(device)
-    return time.process_time() - start
+    return clock(device) - start
 
 
 def trainer_loop(model_cls: type[TinyMLP], loader: DataLoader, iters: int, device: str,
-                 progress: bool = False) -> float:
+                 progress: bool = False, precision: str = "32", compiled: bool = False) -> float:
     torch.manual_seed(0)
     model = model_cls()
     # stderr is a StringIO: the progress bar writes plain lines, as in a CI log or a job's file.
     quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
     with tempfile.TemporaryDirectory() as work_dir, quiet[0], quiet[1]:
         trainer = Trainer(max_iters=iters, work_dir=work_dir, accelerator=device,
+                          precision=precision, compile=compiled,
                           optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.01)),
                           default_callbacks=default_set(progress))
-        start = time.process_time()
+        start = clock(device)
         trainer.fit(model, loader)
         synchronize(device)
-        return time.process_time() - start
+        return clock(device) - start
 
 
 class Interleave(Callback):
     """After training iteration 0 (which counts FLOPs) and every ``CHUNK`` iterations after it:
-    the CPU time of the trainer's chunk just done, then of ``CHUNK`` raw iterations."""
+    the time of the trainer's chunk just done, then of ``CHUNK`` raw iterations."""
 
     priority = "LOWEST"
 
-    def __init__(self, model_cls: type[TinyMLP], loader: DataLoader, device: str) -> None:
+    def __init__(self, raw: RawLoop, loader: DataLoader) -> None:
         super().__init__()
-        torch.manual_seed(1)
-        self.model = model_cls().to(device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01)
-        self.loader, self.device, self.batches = loader, device, iter(())
+        self.raw = raw
+        self.batches = chain.from_iterable(repeat(loader))  # a new pass when one ends
         self.trainer_times: list[float] = []
         self.raw_times: list[float] = []
         self.mark = 0.0
@@ -132,45 +241,36 @@ class Interleave(Callback):
                          outputs=None) -> None:
         if trainer.iter % CHUNK:
             return
-        synchronize(self.device)
-        start = time.process_time()
+        device = self.raw.device
+        synchronize(device)
+        start = clock(device)
         if trainer.iter:
             self.trainer_times.append(start - self.mark)
-        self.model.train()
-        for _ in range(CHUNK):
-            x, y = self.next_batch()
-            loss = nn.functional.cross_entropy(self.model(x.to(self.device)), y.to(self.device))
-            loss.backward()
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-        synchronize(self.device)
-        self.mark = time.process_time()
+        self.raw.run(self.batches, CHUNK)
+        synchronize(device)
+        self.mark = clock(device)
         self.raw_times.append(self.mark - start)
-
-    def next_batch(self):
-        try:
-            return next(self.batches)
-        except StopIteration:
-            self.batches = iter(self.loader)
-            return next(self.batches)
 
 
 def steady_state(model_cls: type[TinyMLP], iters: int, device: str,
-                 default_callbacks: dict[str, Any], **options: Any) -> tuple[float, float, float]:
+                 default_callbacks: dict[str, Any], precision: str = "32",
+                 compiled: bool = False, **options: Any) -> tuple[float, float, float]:
     """The median chunk ratio Trainer / raw, the overhead in seconds per iteration, and fit's
-    time outside its steady iterations, per iteration of the run."""
-    probe = Interleave(model_cls, make_loader(model_cls, iters), device)
+    time outside its steady iterations, per iteration of the run (with compiling, the
+    compilation of both loops is in the first chunk pair, which the medians pass over)."""
+    probe = Interleave(RawLoop(model_cls, device, precision, compiled, seed=1),
+                       make_loader(model_cls, iters, device))
     torch.manual_seed(0)
     quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
     with tempfile.TemporaryDirectory() as work_dir, quiet[0], quiet[1]:
         trainer = Trainer(max_iters=iters, work_dir=work_dir, accelerator=device,
-                          callbacks=[probe],
+                          callbacks=[probe], precision=precision, compile=compiled,
                           optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.01)),
                           default_callbacks=default_callbacks, **options)
-        start = time.process_time()
-        trainer.fit(model_cls(), make_loader(model_cls, iters))
+        start = clock(device)
+        trainer.fit(model_cls(), make_loader(model_cls, iters, device))
         synchronize(device)
-        total = time.process_time() - start
+        total = clock(device) - start
     ratio = statistics.median(t / r for t, r in zip(probe.trainer_times, probe.raw_times))
     per_iter = statistics.median(probe.trainer_times) / CHUNK
     uncounted = iters - 1 - CHUNK * len(probe.trainer_times)  # after the last whole chunk
@@ -209,15 +309,15 @@ def breakdown(model_cls: type[TinyMLP], iters: int, rounds: int, device: str) ->
 
 
 def measure(model_cls: type[TinyMLP], iters: int, rounds: int, device: str,
-            progress: bool) -> tuple[float, float, float]:
+            progress: bool, precision: str = "32") -> tuple[float, float, float]:
     """Median raw and Trainer seconds per iteration, and the median of the paired ratios."""
-    loader = make_loader(model_cls, iters)
-    raw_loop(model_cls, loader, iters, device)  # warm-up
-    trainer_loop(model_cls, loader, iters, device, progress)
+    loader = make_loader(model_cls, iters, device)
+    raw_loop(model_cls, loader, iters, device, precision)  # warm-up
+    trainer_loop(model_cls, loader, iters, device, progress, precision)
     raw, ours = [], []
     for _ in range(rounds):
-        raw.append(raw_loop(model_cls, loader, iters, device))
-        ours.append(trainer_loop(model_cls, loader, iters, device, progress))
+        raw.append(raw_loop(model_cls, loader, iters, device, precision))
+        ours.append(trainer_loop(model_cls, loader, iters, device, progress, precision))
     ratio = statistics.median(o / r for o, r in zip(ours, raw))
     return statistics.median(raw) / iters, statistics.median(ours) / iters, ratio
 
@@ -227,8 +327,13 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--models", nargs="+", choices=list(MODELS),
+                        default=["tiny MLP", "small CNN"])
     parser.add_argument("--progress", choices=("off", "on", "both"), default="both")
+    parser.add_argument("--precision", choices=("32", "bf16-mixed"), default="32")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile both loops' models (Trainer(compile=True), "
+                             "model.compile()); only the steady state is measured")
     parser.add_argument("--breakdown", action="store_true",
                         help="instead: the steady state of the default set and of its parts "
                              "(first model only)")
@@ -239,25 +344,32 @@ def main() -> None:
         breakdown(MODELS[args.models[0]], args.iters, args.rounds, args.device)
         return
     bars = {"off": [False], "on": [True], "both": [False, True]}[args.progress]
-    print(f"device {args.device}, batch 32, {args.iters} iterations, 1 CPU thread, "
-          f"median of {args.rounds} paired rounds")
-    print(f"{'model':<10} {'progress bar':<13} {'raw us/it':>10} {'Trainer us/it':>14} "
-          f"{'ratio':>7}")
-    for name in args.models:
-        for progress in bars:
-            raw, ours, ratio = measure(MODELS[name], args.iters, args.rounds, args.device,
-                                       progress)
-            print(f"{name:<10} {'on' if progress else 'off':<13} {raw * 1e6:>10.1f} "
-                  f"{ours * 1e6:>14.1f} {ratio:>7.3f}", flush=True)
+    sizes = ", ".join(f"{name} {MODELS[name].batch_size}" for name in args.models)
+    print(f"device {args.device}, precision {args.precision}"
+          f"{', compiled' if args.compile else ''}, batch size {sizes}, {args.iters} iterations, "
+          "1 CPU thread")
+    if args.compile:  # a new model in each round would be compiled again inside the timing
+        print("whole runs are not timed when compiling: each would include its compilation")
+    else:
+        print(f"whole runs, median of {args.rounds} paired rounds")
+        print(f"{'model':<18} {'progress bar':<13} {'raw us/it':>10} {'Trainer us/it':>14} "
+              f"{'ratio':>7}")
+        for name in args.models:
+            for progress in bars:
+                raw, ours, ratio = measure(MODELS[name], args.iters, args.rounds, args.device,
+                                           progress, args.precision)
+                print(f"{name:<18} {'on' if progress else 'off':<13} {raw * 1e6:>10.1f} "
+                      f"{ours * 1e6:>14.1f} {ratio:>7.3f}", flush=True)
     print(f"steady state, interleaved {CHUNK}-iteration chunks inside one fit (median ratio), "
           "and fit's fixed cost spread over the run")
-    print(f"{'model':<10} {'progress bar':<13} {'ratio':>7} {'overhead us/it':>15} "
+    print(f"{'model':<18} {'progress bar':<13} {'ratio':>7} {'overhead us/it':>15} "
           f"{'fixed us/it':>12}")
     for name in args.models:
         for progress in bars:
             ratio, overhead, fixed = steady_state(MODELS[name], args.iters, args.device,
-                                                  default_set(progress))
-            print(f"{name:<10} {'on' if progress else 'off':<13} {ratio:>7.3f} "
+                                                  default_set(progress), args.precision,
+                                                  args.compile)
+            print(f"{name:<18} {'on' if progress else 'off':<13} {ratio:>7.3f} "
                   f"{overhead * 1e6:>15.1f} {fixed * 1e6:>12.1f}", flush=True)
 
 
