@@ -98,6 +98,20 @@ def test_samples_per_s_counts_an_epochs_short_last_batch(work_dir, by_epoch, dro
     assert samples_per_iteration(train_records(trainer)) == expected
 
 
+def test_samples_per_s_after_a_mid_epoch_resume(work_dir):
+    def trainer(max_iters, **kwargs):
+        return Trainer(max_iters=max_iters, work_dir=work_dir, log_interval=5, seed=0,
+                       default_callbacks=QUIET | {"checkpoint": {}}, **kwargs)
+
+    loader = toy_loader(n=300, batch_size=32, shuffle=True)  # batches of 32, the tenth of 12
+    trainer(12).fit(ToyNet(), loader)  # stops inside the second epoch
+    resumed = trainer(30, resume=True)
+    resumed.fit(ToyNet(), loader)
+    records = [r for r in train_records(resumed) if r["iter"] > 12]
+    # 15 sets the mark; 16-20 hold the second epoch's short last batch, as do 26-30.
+    assert samples_per_iteration(records) == [28.0, 32.0, 28.0]
+
+
 def test_samples_per_s_of_an_iterable_uses_the_logging_batch(work_dir):
     """Batch sizes an iterable yields are not known in advance: the logging iteration's one."""
 
