@@ -203,3 +203,24 @@ def test_bad_custom_cfg(custom_cfg, error, match):
 def test_bad_mean_pattern():
     with pytest.raises(ValueError, match="mean_pattern must be a regular expression"):
         LoggerCallback(mean_pattern="(loss")
+
+
+def test_memory_is_the_whole_process_peak_also_when_another_thread_allocates():
+    import resource
+    import threading
+
+    from trainer.callbacks.logger import peak_memory_mb
+
+    def process_peak_mb() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 2**10
+
+    before = peak_memory_mb(torch.device("cpu"))
+    assert abs(before - process_peak_mb()) <= 1
+    held = []  # more than the peak so far, so resident memory must pass it by 64 MB
+    size = (before + 64) * 2**20 // 4
+    worker = threading.Thread(target=lambda: held.append(torch.ones(size)))
+    worker.start()
+    worker.join()
+    after = peak_memory_mb(torch.device("cpu"))
+    assert after >= before + 64
+    assert abs(after - process_peak_mb()) <= 1
