@@ -128,6 +128,9 @@ class CallbackList:
     def __init__(self, callbacks: Iterable[Callback] = ()) -> None:
         self.callbacks: list[Callback] = []
         self.methods: dict[str, tuple[Any, ...]] = dict.fromkeys(HOOK_NAMES, ())
+        # Each callback's overridden hooks, looked up once: inspecting every callback's
+        # signatures again on each append made building the list quadratic.
+        self._overridden: list[dict[str, Any]] = []
         self._sparse: tuple[Callback, ...] = ()  # those that skip some after_train_iter
         self._every_train_iter: tuple[Any, ...] = ()  # the after_train_iter of the others
         self._skip = 0  # iterations left on which only the others are called
@@ -136,12 +139,14 @@ class CallbackList:
 
     def append(self, callback: Callback) -> None:
         check_callback(callback)
-        self.callbacks.append(callback)
-        self.callbacks.sort(key=lambda cb: get_priority(cb.priority))  # sort is stable
+        overridden = {hook: positional_method(callback, hook) for hook in HOOK_NAMES
+                      if getattr(type(callback), hook) is not getattr(Callback, hook)}
+        pairs = sorted(zip([*self.callbacks, callback], [*self._overridden, overridden]),
+                       key=lambda pair: get_priority(pair[0].priority))  # sort is stable
+        self.callbacks = [cb for cb, _ in pairs]
+        self._overridden = [hooks for _, hooks in pairs]
         for hook in HOOK_NAMES:
-            self.methods[hook] = tuple(
-                positional_method(cb, hook) for cb in self.callbacks
-                if getattr(type(cb), hook) is not getattr(Callback, hook))
+            self.methods[hook] = tuple(hooks[hook] for hooks in self._overridden if hook in hooks)
         self._sparse = tuple(cb for cb in self.callbacks if skips_train_iters(cb))
         every = self.methods["after_train_iter"]  # the same tuple when none skips
         self._every_train_iter = tuple(
