@@ -47,8 +47,15 @@ class PlainBar:
 
     def update(self, n: int = 1) -> None:
         self.n += n
-        if self.every and self.n % self.every == 0:
+        if self.every and self.n // self.every > (self.n - n) // self.every:
             self._line()
+
+    def steps_before_line(self) -> int:
+        """Updates of one step after this one that would not write a line: the caller may
+        skip them and catch up with one larger ``update``."""
+        if self.every:
+            return self.every - self.n % self.every - 1
+        return max(0, self.total - self.n) if self.total else 0  # a line only when it closes
 
     def set_postfix(self, postfix: dict[str, Any], refresh: bool = False) -> None:
         self.postfix = dict(postfix)
@@ -174,16 +181,25 @@ class ProgressBarCallback(Callback):
 
     def after_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
+        # batch_idx + 1: the batches of this epoch done (epoch-based), or the iterations done.
         if self._train is not None:
-            self._train.update(1)
+            self._train.update(batch_idx + 1 - self._train.n)
 
-    def after_train_epoch(self, trainer: Any) -> None:
-        self.after_train(trainer)  # each epoch's bar stays as one finished line
+    def skippable_train_iters(self, trainer: Any, batch_idx: int) -> int:
+        """A plain bar only writes a line every so many iterations: the ones in between may
+        be skipped, as its count is set from the loop's. A redrawn bar sees every one."""
+        return self._train.steps_before_line() if isinstance(self._train, PlainBar) else 0
 
     def after_train(self, trainer: Any) -> None:
+        """Close the training bar at the loop's count, which it may not have been told of
+        yet (see :meth:`skippable_train_iters`)."""
         if self._train is not None:
+            done = trainer.state.batch_idx if trainer.by_epoch else trainer.iter
+            self._train.update(done - self._train.n)
             self._train.close()
             self._train = None
+
+    after_train_epoch = after_train  # each epoch's bar stays as one finished line
 
     # Evaluation.
     def _start_eval(self, trainer: Any, desc: str, loop: Any) -> None:
@@ -217,7 +233,7 @@ class ProgressBarCallback(Callback):
 
     def after_run(self, trainer: Any) -> None:
         trainer.message_hub.unsubscribe(self._show)
-        for bar in (self._train, self._eval):
-            if bar is not None:
-                bar.close()
-        self._train = self._eval = None
+        self.after_train(trainer)  # a failed or interrupted run: its bar ends at its count
+        if self._eval is not None:
+            self._eval.close()
+            self._eval = None

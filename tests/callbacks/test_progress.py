@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from trainer.callbacks import ProgressBarCallback
+from trainer.callbacks import Callback, ProgressBarCallback
 from trainer.callbacks.progress import detect_mode
 
 from tests.conftest import ToyNet, accuracy, toy_loader
@@ -60,6 +60,64 @@ def test_plain_interval_and_iteration_based_bar(capsys, work_dir):
     default = Trainer(max_iters=30, work_dir=work_dir + "2", default_callbacks=NO_FILES)
     default.fit(ToyNet(), toy_loader(n=16))
     assert len(capsys.readouterr().err.splitlines()) == 10  # about ten lines per run
+
+
+class EveryIteration(ProgressBarCallback):
+    """Overrides ``after_train_iter`` alone, so the list calls it on every iteration."""
+
+    def after_train_iter(self, trainer, batch_idx, data_batch=None, outputs=None):
+        super().after_train_iter(trainer, batch_idx, data_batch, outputs)
+
+
+def plain_bar_lines(capsys, bar, length, work_dir, resume=False):
+    """The counts of a plain bar's lines (``Train: 5/23`` ...), the times left out."""
+    trainer = Trainer(**length, work_dir=work_dir, log_interval=4, resume=resume,
+                      callbacks=[bar], default_callbacks={"progress": None})
+    trainer.fit(ToyNet(), toy_loader(n=80))  # 10 batches an epoch
+    return [line.split(" [")[0] for line in capsys.readouterr().err.splitlines()]
+
+
+@pytest.mark.parametrize("length", [{"max_epochs": 3}, {"max_iters": 23}], ids=["epochs", "iters"])
+@pytest.mark.parametrize("interval", [None, 3, 4])
+def test_a_plain_bar_skips_iterations_without_changing_its_lines(capsys, tmp_path, length,
+                                                                 interval):
+    # The bar sees only the iterations on which it writes, and catches up from the loop's
+    # count: the same lines, fresh and resumed, as a bar told of every iteration.
+    seen = {}
+    for name, cls in (("skipping", ProgressBarCallback), ("every", EveryIteration)):
+        work_dir = str(tmp_path / name)
+        short = {"max_epochs": 1} if "max_epochs" in length else {"max_iters": 7}
+        first = plain_bar_lines(capsys, cls(mode="plain", plain_interval=interval), short,
+                                work_dir)
+        resumed = plain_bar_lines(capsys, cls(mode="plain", plain_interval=interval), length,
+                                  work_dir, resume=True)
+        seen[name] = first, resumed
+    assert seen["skipping"] == seen["every"]
+    first, resumed = seen["skipping"]
+    if "max_epochs" in length:
+        expected = [f"Epoch {e}/3: {n}/10" for e in (2, 3)
+                    for n in (*range(interval or 10, 10, interval or 10), 10)]
+        assert resumed == expected
+    else:
+        step = interval or 3  # about ten lines a run: every ceil(23 / 10)
+        assert resumed == [f"Train: {n}/23" for n in (*range(step * (7 // step + 1), 23, step),
+                                                      23)]
+
+
+def test_a_failed_run_leaves_the_plain_bar_at_the_iterations_done(capsys, work_dir):
+    class FailAt12(Callback):
+        def before_train_iter(self, trainer, batch_idx, data_batch=None):
+            if trainer.iter == 12:
+                raise RuntimeError("the data ran dry")
+
+    trainer = Trainer(max_iters=30, work_dir=work_dir, callbacks=[FailAt12()],
+                      default_callbacks={**NO_FILES, "progress": {"mode": "plain",
+                                                                  "plain_interval": 5}})
+    with pytest.raises(RuntimeError, match="the data ran dry"):
+        trainer.fit(ToyNet(), toy_loader(n=80))
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" [")[0] for line in lines] == ["Train: 5/30", "Train: 10/30",
+                                                       "Train: 12/30"]
 
 
 def test_terminal_bar_with_log_lines_in_between(monkeypatch, work_dir):
