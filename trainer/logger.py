@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import IO, Any
 
 import fsspec
@@ -13,10 +14,18 @@ from trainer import dist
 from trainer.checkpoint.io import join
 
 
+def write_line(message: str) -> None:
+    """``message`` on stdout, on a line of its own even while a progress bar is drawn."""
+    if getattr(tqdm, "_instances", True):  # a bar is open: tqdm clears and redraws it
+        tqdm.write(message)
+    else:  # what tqdm.write would do, without its lock and context manager (40 us cold)
+        sys.stdout.write(message + "\n")
+
+
 def print_log(message: str) -> None:
     """Print ``message`` on rank zero without tearing an active progress bar."""
     if dist.is_main_process():
-        tqdm.write(message)
+        write_line(message)
 
 
 class RunLog:
@@ -43,7 +52,7 @@ class RunLog:
 
     def info(self, message: str) -> None:
         if dist.is_main_process():
-            tqdm.write(message)
+            write_line(message)
             self._write(self.log_path, message + "\n")
 
     def scalars(self, values: dict[str, Any]) -> None:

@@ -224,3 +224,21 @@ def test_memory_is_the_whole_process_peak_also_when_another_thread_allocates():
     after = peak_memory_mb(torch.device("cpu"))
     assert after >= before + 64
     assert abs(after - process_peak_mb()) <= 1
+
+
+def test_a_log_line_stands_on_its_own_line_with_and_without_an_open_bar(capsys):
+    import sys
+
+    from tqdm import tqdm
+
+    from trainer.logger import write_line
+
+    write_line("no bar")
+    assert capsys.readouterr().out == "no bar\n"
+    with tqdm(total=4, file=sys.stdout, ascii=True) as bar:
+        bar.update(2)
+        write_line("between")
+    out = capsys.readouterr().out
+    # tqdm clears the bar, the line follows, and the bar is drawn again after it.
+    assert "\rbetween\n" in out
+    assert out.index("between") < out.rindex("2/4")
