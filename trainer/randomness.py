@@ -37,7 +37,8 @@ def get_rng_state() -> dict[str, Any]:
     """Every RNG stream this process draws from: Python, NumPy (if present), torch CPU and CUDA."""
     version, internal, gauss = random.getstate()
     state: dict[str, Any] = {
-        "python": [version, list(internal), gauss],
+        # One tensor: a checkpoint's pickler visits each of 625 ints in a list one by one.
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
         "torch": torch.get_rng_state(),
     }
     if np is not None:
@@ -50,7 +51,9 @@ def get_rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what ``get_rng_state`` returned."""
-    version, internal, gauss = state["python"]
+    version, internal, gauss = state["python"]  # internal: a list in older checkpoints
+    if isinstance(internal, torch.Tensor):
+        internal = internal.tolist()
     random.setstate((version, tuple(internal), gauss))
     torch.set_rng_state(state["torch"])
     if np is not None and "numpy" in state:
