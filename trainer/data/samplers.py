@@ -27,6 +27,16 @@ from torch.utils.data import (
 from trainer.data.order import order_of, replay
 from trainer.data.workers import SeededDataset, batch_seed
 
+CHUNK_SAMPLES = 2**16  # of a permutation tensor, turned into a list at a time
+
+
+def slices(order: list[Any], start: int, stop: int | None, size: int) -> Iterator[list[Any]]:
+    """``order[start:stop]`` in lists of ``size`` (the last one shorter), from C iterators: no
+    Python frame per batch."""
+    stop = len(order) if stop is None else stop
+    starts = range(start, stop, size)
+    return map(order.__getitem__, map(slice, starts, range(start + size, stop + size, size)))
+
 
 class ResumableSampler(Sampler):
     """The loader's batches, one step per batch, restartable at any batch of the epoch.
@@ -83,14 +93,18 @@ class ResumableSampler(Sampler):
                        for b, batch in enumerate(batches, skip))
         yield batches
 
-    def _batches(self, order: list[Any], skip: int) -> Iterator[Any]:
+    def _batches(self, order: list[Any] | torch.Tensor, skip: int) -> Iterator[Any]:
         size = self.batch_size
         if size is None:
-            return iter(order[skip:])
+            return iter((order.tolist() if isinstance(order, torch.Tensor) else order)[skip:])
         stop = len(order) - len(order) % size if self.drop_last else len(order)
-        starts = range(skip * size, stop, size)
-        return map(order.__getitem__, map(slice, starts, range(starts.start + size, stop + size,
-                                                                size)))
+        if not isinstance(order, torch.Tensor):
+            return slices(order, skip * size, stop, size)
+        # A permutation tensor becomes Python ints a chunk at a time, as its batches are drawn.
+        chunk = size * max(1, CHUNK_SAMPLES // size)
+        return chain.from_iterable(map(
+            lambda start: slices(order[start:min(start + chunk, stop)].tolist(), 0, None, size),
+            range(skip * size, stop, chunk)))
 
     def __len__(self) -> int:
         length = len(self.sampler)  # type: ignore[arg-type]

@@ -116,6 +116,39 @@ def test_one_sampler_step_per_batch():
     assert len(batches) == len(sampler) == 10 and all(len(b) == 100 for b in batches)
 
 
+@pytest.mark.parametrize("drop_last", [False, True])
+@pytest.mark.parametrize("done", [0, 4, 5, 11])
+def test_a_permutation_becomes_batches_a_chunk_at_a_time(monkeypatch, drop_last, done):
+    # 24 samples a chunk is rounded down to 3 batches of 7 over 100 samples: batches cross no
+    # chunk, the last chunk is short, and a resume may start inside a chunk.
+    import trainer.data.samplers as samplers
+
+    monkeypatch.setattr(samplers, "CHUNK_SAMPLES", 24)
+    torch.manual_seed(5)
+    expected = list(BatchSampler(RandomSampler(range(100)), 7, drop_last))
+    torch.manual_seed(5)
+    first = ResumableSampler(RandomSampler(range(100)), batch_size=7, drop_last=drop_last)
+    assert list(first) == expected
+    resumed = ResumableSampler(RandomSampler(range(100)), batch_size=7, drop_last=drop_last)
+    resumed.resume(first.position(done), done)
+    assert list(resumed) == expected[done:]
+
+
+def test_a_shuffled_epoch_is_not_held_as_a_list_of_python_ints():
+    import tracemalloc
+
+    sampler = ResumableSampler(RandomSampler(range(1_000_000)), batch_size=32)
+    tracemalloc.start()
+    try:
+        batches = iter(sampler)
+        first = next(batches)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(first) == 32 and all(type(i) is int for i in first)
+    assert peak < 8 * 2**20  # the order as a list of ints: about 36 MB here
+
+
 def test_the_data_position_of_a_million_samples_is_under_4_kb(tmp_path):
     n = 1_000_000
     data = TensorDataset(torch.zeros(n, 8), torch.zeros(n, dtype=torch.long))
@@ -133,10 +166,10 @@ def test_the_data_position_of_a_million_samples_is_under_4_kb(tmp_path):
 
 @pytest.mark.parametrize("options", [{}, {"num_samples": 7}, {"replacement": True}])
 def test_a_random_samplers_order_is_drawn_as_the_sampler_draws_it(options):
-    from trainer.data.order import order_of
+    from trainer.data.order import order_of, replay
 
     sampler = RandomSampler(range(50), generator=torch.Generator().manual_seed(3), **options)
-    order, recipe = order_of(sampler).draw()
-    assert order == list(RandomSampler(
+    order, recipe = order_of(sampler).draw()  # a permutation stays a tensor: replay lists it
+    assert replay(order) == list(RandomSampler(
         range(50), generator=torch.Generator().manual_seed(recipe["seed"]), **options))
-    assert order_of(sampler).redraw(recipe) == order
+    assert replay(order_of(sampler).redraw(recipe)) == replay(order)
