@@ -66,14 +66,35 @@ class SeededOrder(RecordedOrder):
 
 
 class EpochOrder(RecordedOrder):
-    """A ``DistributedSampler``: its order is a function of its seed and epoch."""
+    """A ``DistributedSampler``: its order is a function of its seed and epoch.
 
-    def draw(self) -> tuple[list[Any], dict[str, Any]]:
-        return list(self.sampler), {"epoch": self.sampler.epoch}
+    It is drawn here as the sampler draws it, but as a tensor: the sampler itself builds the
+    whole data set's order as Python ints on every rank (380 MB at 10M samples, each epoch).
+    """
 
-    def redraw(self, state: dict[str, Any]) -> list[Any]:
+    def draw(self) -> tuple[torch.Tensor, dict[str, Any]]:
+        return self._share(), {"epoch": self.sampler.epoch}
+
+    def redraw(self, state: dict[str, Any]) -> torch.Tensor:
         self.sampler.set_epoch(int(state["epoch"]))
-        return list(self.sampler)
+        return self._share()
+
+    def _share(self) -> torch.Tensor:
+        """This rank's indices for the sampler's current epoch."""
+        sampler = self.sampler
+        n = len(sampler.dataset)  # type: ignore[arg-type]
+        if sampler.shuffle:
+            generator = torch.Generator().manual_seed(sampler.seed + sampler.epoch)
+            order = torch.randperm(n, generator=generator)
+        else:
+            order = torch.arange(n)
+        if sampler.drop_last:
+            order = order[:sampler.total_size]
+        else:  # the sampler evens out the ranks with samples from the start, repeated
+            padding = sampler.total_size - n
+            order = torch.cat([order, order.repeat(-(-padding // n))[:padding]])
+        # Its own share, copied: the whole order is not kept for the epoch.
+        return order[sampler.rank:sampler.total_size:sampler.num_replicas].contiguous()
 
 
 class StatefulOrder(RecordedOrder):

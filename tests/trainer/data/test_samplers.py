@@ -134,6 +134,27 @@ def test_a_permutation_becomes_batches_a_chunk_at_a_time(monkeypatch, drop_last,
     assert list(resumed) == expected[done:]
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("drop_last", [False, True])
+@pytest.mark.parametrize(("size", "replicas"), [(12, 3), (11, 3), (10, 4), (3, 8)])
+def test_a_distributed_samplers_order_is_the_samplers_own(shuffle, drop_last, size, replicas):
+    # Drawn as a tensor, not by the sampler: the same indices for every rank and epoch, with
+    # its padding (more than the data set when it has fewer samples than ranks) or its cut.
+    from trainer.data.order import order_of, replay
+
+    for rank in range(replicas):
+        sampler = DistributedSampler(range(size), num_replicas=replicas, rank=rank,
+                                     shuffle=shuffle, seed=5, drop_last=drop_last)
+        order = order_of(sampler)
+        for epoch in (0, 1, 2):
+            sampler.set_epoch(epoch)
+            expected = list(sampler)
+            drawn, recipe = order.draw()
+            assert recipe == {"epoch": epoch}
+            assert replay(drawn) == expected
+            assert replay(order.redraw({"epoch": epoch})) == expected
+
+
 def test_a_shuffled_epoch_is_not_held_as_a_list_of_python_ints():
     import tracemalloc
 
