@@ -12,6 +12,6 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 MODELS=("ResNet-ish CNN" "small transformer")
 "$PY" benchmarks/overhead.py --device cuda --precision bf16-mixed --iters 300 --rounds 5 \
     --progress off --models "${MODELS[@]}"
-"$PY" benchmarks/overhead.py --device cuda --precision bf16-mixed --iters 300 --compile \
+"$PY" benchmarks/overhead.py --device cuda --precision bf16-mixed --iters 300 --compile --rounds 1 \
     --progress off --models "${MODELS[@]}"
 "$PY" benchmarks/overhead.py --device cuda --iters 2000 --rounds 5 --models "tiny MLP"

@@ -1,18 +1,21 @@
 """Per-iteration cost of the Trainer over a raw PyTorch loop, measured in one process.
 
 The same model is trained by a hand-written loop and by ``Trainer(max_iters=N)`` with every
-default callback on (the progress bar off, or on and writing to a non-terminal stream), in
-alternating rounds; the overhead is the median of the per-round ratios Trainer / raw, so a
-machine that slows down for a while slows both sides of a round. Models: a tiny MLP and a small
-CNN, batch 32, one CPU thread. Run with ``python benchmarks/overhead.py [--rounds N]``.
+default callback on (the progress bar off, or on and writing to a non-terminal stream). Models:
+a tiny MLP and a small CNN, batch 32, one CPU thread. Run with
+``python benchmarks/overhead.py [--rounds N]``.
 
 A shared machine can change speed by half within a second, more than the overhead being
-measured, and a round of 2,000 iterations lasts about a second. The second table therefore
-interleaves the two loops inside one ``fit``: every ``CHUNK`` iterations a callback runs as many
-raw iterations (their own model, optimizer and loader), so each pair of chunks is timed within
-a few milliseconds of each other; the steady-state overhead is the median of the chunk ratios,
-and the cost of ``fit`` outside its iterations (set-up, the FLOP count of the first iteration,
-the last checkpoint) is given per iteration of the run beside it.
+measured, so two runs timed one after the other (a round of 2,000 iterations lasts about a
+second) disagree by more than the overhead: the same code measured 0.95 to 1.25 that way in
+one minute. The two loops are therefore interleaved inside each ``fit``: every ``CHUNK``
+iterations a callback runs as many raw iterations (their own model, optimizer and loader), so
+both are timed within milliseconds of each other from start to end. Each fit gives the whole
+run (the fit's time less the raw chunks', over the raw chunks' time: set-up, log lines and the
+last checkpoint included), the steady state (the median chunk ratio) and the cost of ``fit``
+outside its steady iterations (set-up, the FLOP count of the first iteration, the last
+checkpoint) per iteration of the run; the table gives the median of each over the rounds, one
+fit per round after one that warms up.
 
 ``--breakdown`` measures that steady state instead for parts of the default set: none of the
 default callbacks, none and no non-finite check, and each callback that works every iteration
@@ -29,7 +32,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from itertools import chain, islice, repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -225,7 +228,8 @@ def trainer_loop(model_cls: type[TinyMLP], loader: DataLoader, iters: int, devic
 
 class Interleave(Callback):
     """After training iteration 0 (which counts FLOPs) and every ``CHUNK`` iterations after it:
-    the time of the trainer's chunk just done, then of ``CHUNK`` raw iterations."""
+    the time of the trainer's chunk just done, then of ``CHUNK`` raw iterations. It is called
+    on those iterations only (``skippable_train_iters``), so it adds nothing to the others."""
 
     priority = "LOWEST"
 
@@ -251,13 +255,31 @@ class Interleave(Callback):
         self.mark = clock(device)
         self.raw_times.append(self.mark - start)
 
+    def skippable_train_iters(self, trainer: Trainer, batch_idx: int) -> int:
+        return CHUNK - 1 - trainer.iter % CHUNK
 
-def steady_state(model_cls: type[TinyMLP], iters: int, device: str,
-                 default_callbacks: dict[str, Any], precision: str = "32",
-                 compiled: bool = False, **options: Any) -> tuple[float, float, float]:
-    """The median chunk ratio Trainer / raw, the overhead in seconds per iteration, and fit's
-    time outside its steady iterations, per iteration of the run (with compiling, the
-    compilation of both loops is in the first chunk pair, which the medians pass over)."""
+
+class Round(NamedTuple):
+    """One ``fit`` with the raw loop's chunks interleaved, in seconds per iteration and ratios."""
+
+    raw: float  # a raw iteration: the raw chunks' time over their iterations
+    trainer: float  # the whole fit (set-up, every iteration, the last checkpoint) per iteration
+    whole: float  # trainer / raw
+    steady: float  # the median chunk ratio Trainer / raw
+    overhead: float  # of a steady iteration: the median trainer chunk, less itself / steady
+    fixed: float  # the fit's time outside its steady iterations, per iteration of the run
+
+
+def interleaved_fit(model_cls: type[TinyMLP], iters: int, device: str,
+                    default_callbacks: dict[str, Any], precision: str = "32",
+                    compiled: bool = False, **options: Any) -> Round:
+    """Time one ``fit`` of ``iters`` iterations with as many raw iterations run in between.
+
+    The whole run is the fit's time less the raw chunks', against the raw chunks' time: both
+    sides are timed within milliseconds of each other throughout, so a machine that slows
+    down for a while slows both. With compiling, both compilations are in the first chunk
+    pair, which the steady medians pass over but the whole run does not.
+    """
     probe = Interleave(RawLoop(model_cls, device, precision, compiled, seed=1),
                        make_loader(model_cls, iters, device))
     torch.manual_seed(0)
@@ -267,15 +289,19 @@ def steady_state(model_cls: type[TinyMLP], iters: int, device: str,
                           callbacks=[probe], precision=precision, compile=compiled,
                           optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.01)),
                           default_callbacks=default_callbacks, **options)
+        model, loader = model_cls(), make_loader(model_cls, iters, device)
         start = clock(device)
-        trainer.fit(model_cls(), make_loader(model_cls, iters, device))
+        trainer.fit(model, loader)
         synchronize(device)
         total = clock(device) - start
-    ratio = statistics.median(t / r for t, r in zip(probe.trainer_times, probe.raw_times))
+    raw_total = sum(probe.raw_times)
+    raw = raw_total / (CHUNK * len(probe.raw_times))
+    ours = (total - raw_total) / iters
+    steady = statistics.median(t / r for t, r in zip(probe.trainer_times, probe.raw_times))
     per_iter = statistics.median(probe.trainer_times) / CHUNK
     uncounted = iters - 1 - CHUNK * len(probe.trainer_times)  # after the last whole chunk
-    fixed = total - sum(probe.raw_times) - sum(probe.trainer_times) - uncounted * per_iter
-    return ratio, per_iter - per_iter / ratio, fixed / iters
+    fixed = total - raw_total - sum(probe.trainer_times) - uncounted * per_iter
+    return Round(raw, ours, ours / raw, steady, per_iter - per_iter / steady, fixed / iters)
 
 
 def default_set(progress: bool) -> dict[str, Any]:
@@ -301,25 +327,19 @@ def breakdown(model_cls: type[TinyMLP], iters: int, rounds: int, device: str) ->
     ratios: dict[str, list[float]] = {name: [] for name in BREAKDOWN}
     for _ in range(rounds):
         for name, (defaults, options) in BREAKDOWN.items():
-            ratios[name].append(steady_state(model_cls, iters, device, defaults, **options)[0])
+            ratios[name].append(interleaved_fit(model_cls, iters, device, defaults, **options).steady)
     print(f"{'configuration':<28} {'ratio':>7} {'range':>13}")
     for name, values in ratios.items():
         print(f"{name:<28} {statistics.median(values):>7.3f} "
               f"{min(values):>6.3f}-{max(values):.3f}")
 
 
-def measure(model_cls: type[TinyMLP], iters: int, rounds: int, device: str,
-            progress: bool, precision: str = "32") -> tuple[float, float, float]:
-    """Median raw and Trainer seconds per iteration, and the median of the paired ratios."""
-    loader = make_loader(model_cls, iters, device)
-    raw_loop(model_cls, loader, iters, device, precision)  # warm-up
-    trainer_loop(model_cls, loader, iters, device, progress, precision)
-    raw, ours = [], []
-    for _ in range(rounds):
-        raw.append(raw_loop(model_cls, loader, iters, device, precision))
-        ours.append(trainer_loop(model_cls, loader, iters, device, progress, precision))
-    ratio = statistics.median(o / r for o, r in zip(ours, raw))
-    return statistics.median(raw) / iters, statistics.median(ours) / iters, ratio
+def rounds_of(model_cls: type[TinyMLP], iters: int, rounds: int, device: str, progress: bool,
+              precision: str = "32", compiled: bool = False) -> Round:
+    """The median of each figure over ``rounds`` interleaved fits, after one that warms up."""
+    fits = [interleaved_fit(model_cls, iters, device, default_set(progress), precision, compiled)
+            for _ in range(rounds + 1)][1:]
+    return Round(*(statistics.median(values) for values in zip(*fits)))
 
 
 def main() -> None:
@@ -333,7 +353,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=("32", "bf16-mixed"), default="32")
     parser.add_argument("--compile", action="store_true",
                         help="compile both loops' models (Trainer(compile=True), "
-                             "model.compile()); only the steady state is measured")
+                             "model.compile()); the whole run is then not given")
     parser.add_argument("--breakdown", action="store_true",
                         help="instead: the steady state of the default set and of its parts "
                              "(first model only)")
@@ -348,29 +368,22 @@ def main() -> None:
     print(f"device {args.device}, precision {args.precision}"
           f"{', compiled' if args.compile else ''}, batch size {sizes}, {args.iters} iterations, "
           "1 CPU thread")
-    if args.compile:  # a new model in each round would be compiled again inside the timing
-        print("whole runs are not timed when compiling: each would include its compilation")
-    else:
-        print(f"whole runs, median of {args.rounds} paired rounds")
-        print(f"{'model':<18} {'progress bar':<13} {'raw us/it':>10} {'Trainer us/it':>14} "
-              f"{'ratio':>7}")
-        for name in args.models:
-            for progress in bars:
-                raw, ours, ratio = measure(MODELS[name], args.iters, args.rounds, args.device,
-                                           progress, args.precision)
-                print(f"{name:<18} {'on' if progress else 'off':<13} {raw * 1e6:>10.1f} "
-                      f"{ours * 1e6:>14.1f} {ratio:>7.3f}", flush=True)
-    print(f"steady state, interleaved {CHUNK}-iteration chunks inside one fit (median ratio), "
-          "and fit's fixed cost spread over the run")
-    print(f"{'model':<18} {'progress bar':<13} {'ratio':>7} {'overhead us/it':>15} "
-          f"{'fixed us/it':>12}")
+    print(f"median of {args.rounds} fits, each with {CHUNK}-iteration chunks of the raw loop run "
+          "between its own: the whole run, the steady chunks, and fit's time outside them "
+          "spread over the run")
+    if args.compile:
+        print("compiled: the whole run includes both compilations, so only the steady state "
+              "is given")
+    print(f"{'model':<18} {'progress bar':<13} {'raw us/it':>10} {'Trainer us/it':>14} "
+          f"{'whole':>7} {'steady':>7} {'overhead us/it':>15} {'fixed us/it':>12}")
     for name in args.models:
         for progress in bars:
-            ratio, overhead, fixed = steady_state(MODELS[name], args.iters, args.device,
-                                                  default_set(progress), args.precision,
-                                                  args.compile)
-            print(f"{name:<18} {'on' if progress else 'off':<13} {ratio:>7.3f} "
-                  f"{overhead * 1e6:>15.1f} {fixed * 1e6:>12.1f}", flush=True)
+            fit = rounds_of(MODELS[name], args.iters, args.rounds, args.device, progress,
+                            args.precision, args.compile)
+            whole = "-" if args.compile else f"{fit.whole:.3f}"
+            print(f"{name:<18} {'on' if progress else 'off':<13} {fit.raw * 1e6:>10.1f} "
+                  f"{fit.trainer * 1e6:>14.1f} {whole:>7} {fit.steady:>7.3f} "
+                  f"{fit.overhead * 1e6:>15.1f} {fit.fixed * 1e6:>12.1f}", flush=True)
 
 
 if __name__ == "__main__":
