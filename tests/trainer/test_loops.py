@@ -236,12 +236,11 @@ def test_validation_does_not_move_training_rng(work_dir):
 
 
 @pytest.mark.parametrize(("kind", "chain"), [
-    ({"max_epochs": 1}, ["fit", "run", "run_epoch", "run_iter", "train_step", "update_params",
-                         "backward"]),
-    ({"max_iters": 2}, ["fit", "run", "run_iter", "train_step", "update_params", "backward"]),
+    ({"max_epochs": 1}, ["fit", "run", "run_epoch", "run_iter", "train_step", "update_params"]),
+    ({"max_iters": 2}, ["fit", "run", "run_iter", "train_step", "update_params"]),
 ])
 def test_few_frames_from_fit_to_backward(work_dir, monkeypatch, kind, chain):
-    """The data path stays short: fit -> loop -> train_step -> update_params -> backward."""
+    """The data path stays short: fit -> loop -> train_step -> update_params -> loss.backward."""
     import traceback
 
     seen: list[list[str]] = []

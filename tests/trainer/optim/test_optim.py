@@ -206,6 +206,53 @@ def test_update_params_passes_step_and_zero_kwargs():
     assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
 
 
+def plain_loop(model: nn.Module, batches) -> None:
+    """What ``update_params`` does without accumulation or clipping, written out."""
+    optimizer = sgd(model)
+    for batch in batches:
+        loss_of(model, batch).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+
+STEPS = ("backward", "should_update", "step", "zero_grad")
+
+
+@pytest.mark.parametrize("where", ["subclass", "instance"])
+@pytest.mark.parametrize("name", STEPS)
+def test_update_params_calls_an_overridden_step_and_updates_as_written_out(name, where):
+    calls = []
+
+    def counted(self, *args, **kwargs):
+        calls.append(name)
+        return getattr(OptimWrapper, name)(self, *args, **kwargs)
+
+    model, expected = make_model(), make_model()
+    batches = make_batches(3)
+    if where == "subclass":
+        wrapper = type("Custom", (OptimWrapper,), {name: counted})(sgd(model))
+    else:  # as MMEngine's tests replace a method with a mock
+        wrapper = OptimWrapper(sgd(model))
+        setattr(wrapper, name, counted.__get__(wrapper))
+    train(model, wrapper, batches)
+    plain_loop(expected, batches)
+    assert calls == [name] * 3
+    assert wrapper.inner_count == 3
+    for got, want in zip(model.parameters(), expected.parameters(), strict=True):
+        assert torch.equal(got, want)
+
+
+def test_plain_update_params_updates_as_written_out():
+    model, expected = make_model(), make_model()
+    batches = make_batches(3)
+    wrapper = OptimWrapper(sgd(model))
+    train(model, wrapper, batches)
+    plain_loop(expected, batches)
+    assert wrapper.inner_count == 3 and all(p.grad is None for p in model.parameters())
+    for got, want in zip(model.parameters(), expected.parameters(), strict=True):
+        assert torch.equal(got, want)
+
+
 # -- clipping --------------------------------------------------------------------------------
 
 
