@@ -358,6 +358,9 @@ def main() -> None:
                         help="instead: the steady state of the default set and of its parts "
                              "(first model only)")
     args = parser.parse_args()
+    if args.iters < 2 * CHUNK:
+        parser.error(f"--iters must be at least {2 * CHUNK}: the loops alternate in chunks of "
+                     f"{CHUNK} iterations after the first")
     torch.set_num_threads(1)
     if args.breakdown:
         print(f"steady state of the parts, {args.models[0]}, median of {args.rounds} runs each")
