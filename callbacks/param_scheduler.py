@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,7 +30,8 @@ class ParamSchedulerCallback(Callback):
 
     In iteration-based training an epoch is a pass over the loader, so epoch-based schedulers
     step whenever a pass ends. Each hook reads ``trainer.param_schedulers`` when it runs, so a
-    subclass may override any one of them, and schedulers may be replaced during a run.
+    subclass may override any one of them, and schedulers may be replaced during a run; a run
+    without any does not call ``after_train_iter`` again until the next epoch starts.
     """
 
     priority = "LOW"
@@ -43,6 +45,10 @@ class ParamSchedulerCallback(Callback):
                 scheduler.step()
         if not runner.by_epoch and self._pass_ended(runner):
             self._step_epoch_based(runner)
+
+    def skippable_train_iters(self, runner: Any, batch_idx: int) -> int:
+        """Every following iteration while there is no scheduler, none while there is one."""
+        return 0 if runner.param_schedulers else sys.maxsize
 
     def after_train_epoch(self, runner: Any) -> None:
         if runner.by_epoch:
