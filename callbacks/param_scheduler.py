@@ -30,8 +30,9 @@ class ParamSchedulerCallback(Callback):
 
     In iteration-based training an epoch is a pass over the loader, so epoch-based schedulers
     step whenever a pass ends. Each hook reads ``trainer.param_schedulers`` when it runs, so a
-    subclass may override any one of them, and schedulers may be replaced during a run; a run
-    without any does not call ``after_train_iter`` again until the next epoch starts.
+    subclass may override any one of them, and schedulers may be replaced during a run. Without
+    any, its ``after_train_iter`` runs on the first iteration of each epoch only (of the run, in
+    iteration-based training), so schedulers added later take effect from the next start.
     """
 
     priority = "LOW"
