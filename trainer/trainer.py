@@ -36,6 +36,7 @@ from trainer.message_hub import MessageHub
 from trainer.model import check_model
 from trainer.nonfinite import NonFiniteCheck
 from trainer.optim import build_optim_wrapper_for, scale_lr
+from trainer.optim.accumulators import gradient_accumulators_kept
 from trainer.randomness import set_random_seed
 from trainer.sanity import check_before_training
 from trainer.schedulers import build_param_schedulers
@@ -334,7 +335,8 @@ class Trainer(CheckpointMixin, RunnerAttributes):
             with interrupt.saving_interruptions(self):
                 if not self._resumed_a_finished_run():
                     check_before_training(self, self.train_loop.val_loop)
-                    self.train_loop.run()
+                    with gradient_accumulators_kept(self.model):
+                        self.train_loop.run()
                     self.nonfinite.check()
 
     def validate(self, model: nn.Module | None = None, dataloader: Iterable | None = None,

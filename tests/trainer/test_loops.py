@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.autograd.graph import get_gradient_edge
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 from trainer.callbacks import HOOK_NAMES, Callback
 
@@ -254,3 +255,41 @@ def test_few_frames_from_fit_to_backward(work_dir, monkeypatch, kind, chain):
     monkeypatch.setattr(torch.Tensor, "backward", spy)
     Trainer(**kind, work_dir=work_dir, default_callbacks=QUIET).fit(ToyNet(), toy_loader(n=16))
     assert seen and all(frames == chain for frames in seen)
+
+
+class CountsAccumulations(Callback):
+    """Puts a hook on every parameter's gradient accumulator when training starts, without
+    holding the accumulators: the hook fires on later iterations only if the trainer keeps
+    them (and with them the hook) alive."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def before_train(self, trainer) -> None:
+        for param in trainer.model.parameters():
+            get_gradient_edge(param).node.register_hook(self.count_one)
+
+    def count_one(self, *grads) -> None:
+        self.count += 1
+
+
+@pytest.mark.parametrize(("first", "total", "iters"), [  # first: the run resumed from
+    ({"max_iters": 3}, {"max_iters": 5}, (3, 5)), ({"max_epochs": 1}, {"max_epochs": 2}, (2, 4))])
+@pytest.mark.parametrize("resumed", [False, True])
+def test_each_iteration_reuses_the_gradient_accumulators(work_dir, first, total, iters, resumed):
+    """Autograd rebuilds a parameter's accumulator when no graph holds it; the trainer keeps
+    one per parameter for the run (as a raw loop's ``loss`` variable does), and lets go after."""
+    model, loader = ToyNet(), toy_loader(n=16)  # 2 batches, 4 parameters
+    if resumed:
+        Trainer(**first, work_dir=work_dir, default_callbacks=QUIET | {"checkpoint": {}}).fit(
+            model, loader)
+    done, iters = (iters[0] if resumed else 0), iters[1]
+    counter = CountsAccumulations()
+    Trainer(**total, work_dir=work_dir, resume=resumed, callbacks=[counter],
+            default_callbacks=QUIET | {"checkpoint": {}}).fit(model, loader)
+    assert counter.count == 4 * (iters - done)
+    for param in model.parameters():  # fit is over: nothing holds them any more
+        get_gradient_edge(param).node.register_hook(counter.count_one)
+    model(torch.randn(2, 8), torch.tensor([0, 1]), mode="loss")["loss"].backward()
+    assert counter.count == 4 * (iters - done)
