@@ -1,16 +1,21 @@
-"""Machine instructions per training iteration, raw loop against ``Trainer.fit``, under valgrind.
+"""Machine instructions and cache misses per training iteration, raw loop against ``Trainer.fit``.
 
 On a shared machine the clock varies by more than the overhead being measured (the raw loop of
-``overhead.py`` has measured anywhere from 380 to 990 µs per iteration on one machine). The
-number of instructions an iteration executes hardly does: under ``valgrind --tool=cachegrind``
-it repeats to within about 10,000 of about 1.9 million (0.5 %) between runs made at different
-times, and two runs started together agree to a few thousand in all. Each loop of ``overhead.py``
-(tiny MLP, batch 32, one thread) is run for two lengths in a fresh interpreter; the difference
-divided by the difference in iterations is the cost of one iteration, set-up, imports and the
-last checkpoint cancelling out. Instructions are not time: Python code runs fewer instructions
-per cycle than torch's kernels, so the time ratio is larger than this one (see README.md).
+``overhead.py`` has measured anywhere from 380 to 990 µs per iteration on one machine). What an
+iteration executes hardly does: under ``valgrind --tool=cachegrind`` the number of instructions
+repeats to within about 10,000 of about 1.9 million (0.5 %) between runs made at different
+times. Each loop of ``overhead.py`` (tiny MLP, batch 32, one thread) is run for two lengths in a
+fresh interpreter; the difference divided by the difference in iterations is the cost of one
+iteration, set-up, imports and the last checkpoint cancelling out.
 
-``python benchmarks/instructions.py`` (about ten minutes on two cores; needs valgrind).
+Instructions alone are not time: most of a small model's iteration is spent waiting for memory,
+so the simulated misses of the last cache level (``LL``, set to a 512 KB core cache here) are
+counted too. On the machine of README.md a miss costs about as long as 226 instructions, and
+instructions + 226 x misses gives the clock's ratio (see README.md); the extra code of a loop
+costs more in misses (its bytecode and objects are read cold, every iteration) than in
+instructions.
+
+``python benchmarks/instructions.py`` (about fifteen minutes on two cores; needs valgrind).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 LOOPS = {"raw": "raw loop", "off": "Trainer, progress bar off", "on": "Trainer, progress bar on"}
 
@@ -50,21 +56,36 @@ def run_child(loop: str, iters: int) -> None:
         trainer_loop(TinyMLP, loader, iters, "cpu", progress=loop == "on")
 
 
-def instructions(loop: str, iters: int) -> int:
-    """Instructions executed by a fresh interpreter running ``loop`` for ``iters`` batches."""
+# A 2019-2022 x86 server core: 32 KB 8-way first-level caches, a 512 KB 8-way second level
+# (cachegrind simulates two levels; the shared third level of the real machine is not modelled).
+CACHES = ("--I1=32768,8,64", "--D1=32768,8,64", "--LL=524288,8,64")
+MISS_COST = 226  # instructions' worth of time per LL miss, fitted on the machine of README.md
+
+
+class Counts(NamedTuple):
+    instructions: float
+    misses: float  # of the last simulated cache level, instruction and data
+
+    def cost(self) -> float:
+        return self.instructions + MISS_COST * self.misses
+
+
+def counts(loop: str, iters: int) -> Counts:
+    """What a fresh interpreter running ``loop`` for ``iters`` batches executes and misses."""
     # Fixed hash seed and no address randomisation: otherwise dict layouts differ between runs.
     env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
-    command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+    command = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", *CACHES,
+               "--cachegrind-out-file=/dev/null",
                sys.executable, __file__, "--child", loop, str(iters)]
     if shutil.which("setarch"):
         command = ["setarch", "-R", *command]
     done = subprocess.run(command, env=env, capture_output=True, text=True,
                           cwd=Path(__file__).parent)
-    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-    if done.returncode or found is None:  # the child's own error is in valgrind's output
+    found = [re.search(rf"{name}:\s+([\d,]+)", done.stderr) for name in ("I\\s+refs", "LL misses")]
+    if done.returncode or None in found:  # the child's own error is in valgrind's output
         raise RuntimeError(f"{loop} loop, {iters} iterations, exit status {done.returncode}; "
                            f"the end of its output:\n{done.stderr[-2000:]}")
-    return int(found.group(1).replace(",", ""))
+    return Counts(*(int(match.group(1).replace(",", "")) for match in found))
 
 
 def main() -> None:
@@ -81,17 +102,19 @@ def main() -> None:
         sys.exit("benchmarks/instructions.py needs valgrind (apt install valgrind)")
     runs = [(loop, n) for loop in LOOPS for n in (args.short, args.long)]
     with ThreadPoolExecutor(args.jobs) as pool:
-        counts = dict(zip(runs, pool.map(lambda run: instructions(*run), runs)))
-    per_iter = {loop: (counts[loop, args.long] - counts[loop, args.short])
-                / (args.long - args.short) for loop in LOOPS}
-    print(f"tiny MLP, batch 32, 1 CPU thread: instructions per iteration, runs of {args.short} "
-          f"and {args.long} iterations")
-    fixed = {loop: counts[loop, args.short] - per_iter[loop] * args.short for loop in LOOPS}
+        measured = dict(zip(runs, pool.map(lambda run: counts(*run), runs)))
+    per_iter = {loop: Counts(*((long - short) / (args.long - args.short) for short, long in zip(
+        measured[loop, args.short], measured[loop, args.long]))) for loop in LOOPS}
+    raw = per_iter["raw"]
+    print(f"tiny MLP, batch 32, 1 CPU thread: per iteration, from runs of {args.short} and "
+          f"{args.long} iterations; time modelled as instructions + {MISS_COST} x LL misses")
+    print(f"{'loop':<27} {'instructions':>12} {'ratio':>7} {'LL misses':>10} {'ratio':>7} "
+          f"{'modelled time ratio':>20}")
     for loop, name in LOOPS.items():
-        print(f"{name:<27} {per_iter[loop]:>12,.0f}   ratio {per_iter[loop] / per_iter['raw']:.4f}"
-              f"   outside the iterations, over the raw loop's: "
-              f"{(fixed[loop] - fixed['raw']) / 1e6:>7.2f} M")
-
+        it = per_iter[loop]
+        print(f"{name:<27} {it.instructions:>12,.0f} {it.instructions / raw.instructions:>7.4f} "
+              f"{it.misses:>10,.0f} {it.misses / raw.misses:>7.4f} "
+              f"{it.cost() / raw.cost():>20.4f}")
 
 if __name__ == "__main__":
     main()
