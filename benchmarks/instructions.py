@@ -10,10 +10,11 @@ iteration, set-up, imports and the last checkpoint cancelling out.
 
 Instructions alone are not time: most of a small model's iteration is spent waiting for memory,
 so the simulated misses of the last cache level (``LL``, set to a 512 KB core cache here) are
-counted too. On the machine of README.md a miss costs about as long as 226 instructions, and
-instructions + 226 x misses gives the clock's ratio (see README.md); the extra code of a loop
-costs more in misses (its bytecode and objects are read cold, every iteration) than in
-instructions.
+counted too: the extra code of a loop costs more in misses (its bytecode and objects are read
+cold, every iteration) than in instructions. The modelled time, instructions + 226 x misses
+(226 fitted on the machine of README.md), matched the clock there for two configurations and
+then ran 1.5 % under it for changes the clock did not show (see README.md): it is a guide to
+where the time goes, not a replacement for ``overhead.py``.
 
 ``python benchmarks/instructions.py`` (about fifteen minutes on two cores; needs valgrind).
 """
@@ -59,7 +60,7 @@ def run_child(loop: str, iters: int) -> None:
 # A 2019-2022 x86 server core: 32 KB 8-way first-level caches, a 512 KB 8-way second level
 # (cachegrind simulates two levels; the shared third level of the real machine is not modelled).
 CACHES = ("--I1=32768,8,64", "--D1=32768,8,64", "--LL=524288,8,64")
-MISS_COST = 226  # instructions' worth of time per LL miss, fitted on the machine of README.md
+MISS_COST = 226  # instructions' worth of time per LL miss, fitted on README.md's machine
 
 
 class Counts(NamedTuple):
