@@ -58,7 +58,7 @@ def _loss_values(pending: list[tuple[int, dict[str, Any]]]) -> list[Any]:
 def _stack_finite(values: list[Any]) -> bool:
     """Whether ``values``, scalar tensors, are all finite (one device sync); False when they
     cannot be stacked, so that the caller looks at them one by one."""
-    try:  # the floats are checked in Python: two operations on the tensors, not four
+    try:  # stack, view and tolist, then Python checks floats: not isfinite, all and bool too
         return all(map(math.isfinite, torch.stack(values).reshape(-1).tolist()))
     except (TypeError, RuntimeError):
         return False
