@@ -27,6 +27,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -55,6 +56,9 @@ def run_child(loop: str, iters: int) -> None:
         raw_loop(TinyMLP, loader, iters, "cpu")
     else:
         trainer_loop(TinyMLP, loader, iters, "cpu", progress=loop == "on")
+    # No interpreter shutdown: its collection over every object misses the cache by an amount
+    # that differs between the two lengths by up to 40 misses per iteration, noise to the count.
+    os._exit(0)
 
 
 # A 2019-2022 x86 server core: 32 KB 8-way first-level caches, a 512 KB 8-way second level
@@ -71,12 +75,13 @@ class Counts(NamedTuple):
         return self.instructions + MISS_COST * self.misses
 
 
-def counts(loop: str, iters: int) -> Counts:
-    """What a fresh interpreter running ``loop`` for ``iters`` batches executes and misses."""
+def counts(loop: str, iters: int, out_file: str = "/dev/null") -> Counts:
+    """What a fresh interpreter running ``loop`` for ``iters`` batches executes and misses;
+    cachegrind's per-function counts go to ``out_file``."""
     # Fixed hash seed and no address randomisation: otherwise dict layouts differ between runs.
     env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
     command = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", *CACHES,
-               "--cachegrind-out-file=/dev/null",
+               f"--cachegrind-out-file={out_file}",
                sys.executable, __file__, "--child", loop, str(iters)]
     if shutil.which("setarch"):
         command = ["setarch", "-R", *command]
@@ -89,11 +94,44 @@ def counts(loop: str, iters: int) -> Counts:
     return Counts(*(int(match.group(1).replace(",", "")) for match in found))
 
 
+def function_misses(short_file: str, long_file: str, iters: int) -> dict[str, float]:
+    """LL misses per iteration of each C function (``file:function``), from the outputs of a
+    short and a long run that differ by ``iters`` iterations."""
+    diff = subprocess.run(["cg_diff", short_file, long_file], capture_output=True, text=True,
+                          check=True).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".diff") as file:
+        file.write(diff)
+        file.flush()
+        table = subprocess.run(["cg_annotate", "--show=ILmr,DLmr,DLmw", "--threshold=0",
+                                "--auto=no", "--show-percs=no", file.name],
+                               capture_output=True, text=True, check=True).stdout
+    misses: dict[str, float] = {}
+    for line in table.split("file:function")[-1].splitlines():
+        fields = line.split(maxsplit=3)
+        if len(fields) == 4 and all(re.fullmatch(r"-?[\d,]+", f) for f in fields[:3]):
+            name = fields[3].rsplit("/", 1)[-1]  # the file's name, not the build's path
+            total = sum(int(f.replace(",", "")) for f in fields[:3])
+            misses[name] = misses.get(name, 0.0) + total / iters
+    return misses
+
+
+def print_functions(per_function: dict[str, dict[str, float]], shown: int) -> None:
+    """The functions where the Trainer (progress bar off) misses most more than the raw loop:
+    a cold Python layer shows up in the interpreter's functions, a data layout in torch's."""
+    raw, ours = per_function["raw"], per_function["off"]
+    extra = {name: ours.get(name, 0.0) - raw.get(name, 0.0) for name in raw.keys() | ours.keys()}
+    print(f"\nLL misses per iteration, Trainer (bar off) less raw loop, the {shown} largest:")
+    for name in sorted(extra, key=extra.__getitem__, reverse=True)[:shown]:
+        print(f"{extra[name]:>8.0f}  {name[:100]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", type=int, default=100, help="iterations of the short run")
     parser.add_argument("--long", type=int, default=300, help="iterations of the long run")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--functions", type=int, default=0, metavar="N",
+                        help="also list the N C functions with the most extra misses")
     parser.add_argument("--child", nargs=2, metavar=("LOOP", "ITERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -102,8 +140,13 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         sys.exit("benchmarks/instructions.py needs valgrind (apt install valgrind)")
     runs = [(loop, n) for loop in LOOPS for n in (args.short, args.long)]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        measured = dict(zip(runs, pool.map(lambda run: counts(*run), runs)))
+    with tempfile.TemporaryDirectory() as outputs, ThreadPoolExecutor(args.jobs) as pool:
+        files = {run: f"{outputs}/{run[0]}_{run[1]}.out" if args.functions else "/dev/null"
+                 for run in runs}
+        measured = dict(zip(runs, pool.map(lambda run: counts(*run, files[run]), runs)))
+        per_function = {loop: function_misses(files[loop, args.short], files[loop, args.long],
+                                              args.long - args.short)
+                        for loop in ("raw", "off")} if args.functions else {}
     per_iter = {loop: Counts(*((long - short) / (args.long - args.short) for short, long in zip(
         measured[loop, args.short], measured[loop, args.long]))) for loop in LOOPS}
     raw = per_iter["raw"]
@@ -116,6 +159,8 @@ def main() -> None:
         print(f"{name:<27} {it.instructions:>12,.0f} {it.instructions / raw.instructions:>7.4f} "
               f"{it.misses:>10,.0f} {it.misses / raw.misses:>7.4f} "
               f"{it.cost() / raw.cost():>20.4f}")
+    if per_function:
+        print_functions(per_function, args.functions)
 
 if __name__ == "__main__":
     main()
