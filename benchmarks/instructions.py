@@ -97,14 +97,12 @@ def counts(loop: str, iters: int, out_file: str = "/dev/null") -> Counts:
 def function_misses(short_file: str, long_file: str, iters: int) -> dict[str, float]:
     """LL misses per iteration of each C function (``file:function``), from the outputs of a
     short and a long run that differ by ``iters`` iterations."""
-    diff = subprocess.run(["cg_diff", short_file, long_file], capture_output=True, text=True,
-                          check=True).stdout
-    with tempfile.NamedTemporaryFile("w", suffix=".diff") as file:
-        file.write(diff)
-        file.flush()
-        table = subprocess.run(["cg_annotate", "--show=ILmr,DLmr,DLmw", "--threshold=0",
-                                "--auto=no", "--show-percs=no", file.name],
-                               capture_output=True, text=True, check=True).stdout
+    diff_file = f"{long_file}.diff"
+    with open(diff_file, "w") as diff:
+        subprocess.run(["cg_diff", short_file, long_file], stdout=diff, check=True)
+    table = subprocess.run(["cg_annotate", "--show=ILmr,DLmr,DLmw", "--threshold=0", "--auto=no",
+                            "--show-percs=no", diff_file],
+                           capture_output=True, text=True, check=True).stdout
     misses: dict[str, float] = {}
     for line in table.split("file:function")[-1].splitlines():
         fields = line.split(maxsplit=3)
