@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import math
 import re
 import resource
@@ -133,6 +134,7 @@ class LoggerCallback(Callback):
         self.log: RunLog | None = None
         self._interval = interval or 1
         self._training, self._by_epoch, self._last = False, True, 0
+        self._smoothed: dict[str, bool] = {}  # by name: matches mean_pattern
 
     # Hooks.
     def before_run(self, trainer: Any) -> None:
@@ -186,11 +188,14 @@ class LoggerCallback(Callback):
         scalars = trainer.message_hub.scalars
         prefix = f"{mode}/"
         values: dict[str, float] = {}
+        smoothed = self._smoothed
         for key, buffer in scalars.items():
             if key.startswith(prefix) and len(buffer):
                 name = key[len(prefix):]
-                values[name] = (buffer.mean(self.window_size) if self.mean_pattern.search(name)
-                                else buffer.current())
+                smooth = smoothed.get(name)
+                if smooth is None:
+                    smooth = smoothed[name] = bool(self.mean_pattern.search(name))
+                values[name] = buffer.mean(self.window_size) if smooth else buffer.current()
         for cfg in self.custom_cfg:
             buffer = scalars.get(prefix + cfg["data_src"])
             if buffer is None or not len(buffer):
@@ -214,14 +219,11 @@ class LoggerCallback(Callback):
             where = f"Iter(train) [{step:>{len(str(trainer.max_iters))}}/{trainer.max_iters}]"
         eta = datetime.timedelta(seconds=int(IterTimerCallback.eta_seconds(trainer)))
         memory = peak_memory_mb(trainer.device)
-        parts = [where]
-        parts += [f"{k}: {v:.{digits}e}" for k, v in values.items() if _RATE.search(k)]
-        parts.append(f"eta: {eta}")
-        parts += [f"{k}: {values[k]:.{digits}f}" for k in _TIME_KEYS if k in values]
-        parts.append(f"memory: {memory}")
-        parts += [f"{k}: {_fmt(v, digits)}" for k, v in values.items()
-                  if k not in _TIME_KEYS and not _RATE.search(k)]
-        self.log.info("  ".join(parts))
+        rates, times, rest = line_groups(tuple(values))
+        self.log.info("  ".join([
+            where, *[f"{k}: {values[k]:.{digits}e}" for k in rates], f"eta: {eta}",
+            *[f"{k}: {values[k]:.{digits}f}" for k in times], f"memory: {memory}",
+            *[f"{k}: {_fmt(values[k], digits)}" for k in rest]]))
         values["memory"] = memory
         # epoch: the line's 1-based epoch; iteration-based: the passes over the loader done.
         epoch = trainer.epoch + 1 if trainer.by_epoch else trainer.epoch
@@ -246,6 +248,15 @@ class LoggerCallback(Callback):
         by_epoch = self.log_metric_by_epoch and trainer.by_epoch and training
         scalars = {k: float(v) for k, v in metrics.items() if _is_number(v)}
         trainer.message_hub.publish(stage, scalars, trainer.epoch if by_epoch else trainer.iter)
+
+
+@functools.lru_cache(maxsize=64)
+def line_groups(names: tuple[str, ...]) -> tuple[list[str], list[str], list[str]]:
+    """A train line's names in its three places: rates (lr, momentum) before the ETA, times
+    after it, the rest after the memory; the same names every line, so sorted once."""
+    rates = [k for k in names if _RATE.search(k)]
+    times = [k for k in _TIME_KEYS if k in names]
+    return rates, times, [k for k in names if k not in _TIME_KEYS and k not in rates]
 
 
 def experiment_name(trainer: Any) -> str:

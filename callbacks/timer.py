@@ -66,6 +66,7 @@ class IterTimerCallback(Callback):
         self._last = self._started = time.perf_counter()
         self._interval = interval or 1
         self._counter: throughput.FlopCount | None = None
+        self._count_next = False  # open a FLOP count in the next before_train_iter
         self._mark: Mark | None = None
         self._val_start = 0.0
 
@@ -82,10 +83,12 @@ class IterTimerCallback(Callback):
         self._mark = None
         for key in RATES:  # a resumed hub holds the last run's figures: not this run's
             trainer.message_hub.scalars.pop(f"train/{key}", None)
-        if self.count_flops and self.flops is None:
-            self._counter = throughput.FlopCount()
+        self._count_next = self.count_flops and self.flops is None
 
     def before_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any = None) -> None:
+        if self._count_next:  # the first iteration, from its batch on: not the loading
+            self._count_next = False
+            self._counter = throughput.FlopCount()
         self._started = time.perf_counter()
 
     def after_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any = None,

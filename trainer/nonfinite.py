@@ -46,7 +46,13 @@ def _loss_values(pending: list[tuple[int, dict[str, Any]]]) -> list[Any]:
     """Every recorded ``*loss*`` value, gathered in C when all outputs have the same keys (the
     usual case: a check then costs no Python step per iteration); empty when they differ."""
     outputs = list(map(_OUTPUTS, pending))
-    if len(set(map(frozenset, outputs))) != 1:
+    # Equal sizes and every key of the first output in each: the same keys, without a set per
+    # output.
+    if len(set(map(len, outputs))) != 1:
+        return []
+    try:
+        list(map(operator.itemgetter(*outputs[0]), outputs))
+    except (KeyError, TypeError):  # TypeError: no keys at all
         return []
     keys = [key for key in outputs[0] if "loss" in key]
     if not keys:
