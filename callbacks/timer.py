@@ -11,6 +11,7 @@ from trainer.callbacks.base import Callback
 from trainer import throughput
 from trainer.arguments import check_positive_int, is_number
 
+TIMES = ("train/data_time", "train/time")  # recorded every iteration
 RATES = ("iters_per_s", "samples_per_s", "tokens_per_s", "flops", "mfu")
 
 
@@ -94,8 +95,7 @@ class IterTimerCallback(Callback):
     def after_train_iter(self, trainer: Any, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
         now, last = time.perf_counter(), self._last
-        trainer.message_hub.record({"data_time": self._started - last, "time": now - last},
-                                   prefix="train/")
+        trainer.message_hub.record_row(TIMES, (self._started - last, now - last))
         self._last = now
         if self._counter is not None:
             self._stop_counting()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 import torch
@@ -137,7 +138,8 @@ class MessageHub:
 
     def __init__(self) -> None:
         self._scalars: dict[str, HistoryBuffer] = {}
-        self._rows: list[tuple[str, dict[str, Any]]] = []  # recorded, not yet in the buffers
+        # Recorded, not yet in the buffers: (prefix, dict) from record, (names, tuple) rows.
+        self._rows: list[tuple[Any, Any]] = []
         self.runtime_info: dict[str, Any] = {}
         self._sinks: list[Sink] = []
         self._not_resumed: set[str] = set()
@@ -154,23 +156,38 @@ class MessageHub:
         updated: one list append, for what the callbacks store every iteration."""
         self._rows.append((prefix, values))
 
+    def record_row(self, names: tuple[str, ...], values: tuple[Any, ...]) -> None:
+        """``record`` of a row whose full names are always ``names`` (one tuple, kept by the
+        caller): the values as a tuple, without a dict each iteration."""
+        self._rows.append((names, values))
+
     def _fold_rows(self) -> None:
-        """Move the recorded rows into the buffers, a column at a time: rows with the same
-        prefix and keys (every iteration's, from one callback) cost a tuple each, not a
-        lookup per value."""
+        """Move the recorded rows into the buffers, a column at a time: rows of the same shape
+        (every iteration's, from one callback) are grouped with one dict lookup each, and each
+        column is handed over in C."""
         rows, self._rows = self._rows, []
-        columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
-        for prefix, values in rows:
-            columns.setdefault((prefix, *values), []).append(tuple(values.values()))
-        names = [prefix + key for prefix, *keys in columns for key in keys]
-        if len(names) != len(set(names)):  # a key in rows of two shapes: keep their order
-            for prefix, values in rows:
-                for key, value in values.items():
-                    self._buffer(prefix + key).update(value)
+        tuples: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}  # record_row, by names
+        dicts: dict[tuple[str, ...], list[dict[str, Any]]] = {}  # record, by (prefix, *keys)
+        for head, values in rows:
+            if type(head) is str:
+                dicts.setdefault((head, *values), []).append(values)
+            else:
+                tuples.setdefault(head, []).append(values)
+        shapes = [(names, zip(*group)) for names, group in tuples.items()]
+        shapes += [([prefix + key for key in keys], [list(map(itemgetter(key), group))
+                                                    for key in keys])
+                   for (prefix, *keys), group in dicts.items()]
+        names = [name for shape_names, _ in shapes for name in shape_names]
+        if len(names) != len(set(names)):  # a name in rows of two shapes: keep their order
+            for head, values in rows:
+                if type(head) is str:
+                    head, values = [head + key for key in values], values.values()
+                for name, value in zip(head, values):
+                    self._buffer(name).update(value)
             return
-        for (prefix, *keys), group in columns.items():
-            for key, column in zip(keys, zip(*group)):
-                self._buffer(prefix + key).extend(column)
+        for shape_names, columns in shapes:
+            for name, column in zip(shape_names, columns):
+                self._buffer(name).extend(column)
 
     def _buffer(self, key: str) -> HistoryBuffer:
         buffer = self._scalars.get(key)

@@ -88,6 +88,21 @@ def test_rows_of_several_shapes_reach_each_history_in_the_order_recorded():
     assert hub.get_scalar("train/grad_norm").values() == [1.0]
 
 
+def test_tuple_rows_mix_with_dict_rows_in_the_order_recorded():
+    hub, names = MessageHub(), ("train/data_time", "train/time")
+    for i in range(3):
+        hub.record({"loss": torch.tensor(float(i))}, prefix="train/")
+        hub.record_row(names, (0.5 * i, 1.0 + i))
+    assert hub.get_scalar("train/time").values() == [1.0, 2.0, 3.0]
+    assert hub.get_scalar("train/data_time").values() == [0.0, 0.5, 1.0]
+    assert hub.get_scalar("train/loss").values() == [0.0, 1.0, 2.0]
+    hub.record_row(names, (7.0, 8.0))  # one name in a tuple row and in a dict row
+    hub.record({"time": 9.0}, prefix="train/")
+    hub.record_row(names, (7.5, 10.0))
+    assert hub.get_scalar("train/time").values()[-3:] == [8.0, 9.0, 10.0]
+    assert hub.get_scalar("train/data_time").values()[-2:] == [7.0, 7.5]
+
+
 def test_a_hook_reads_the_current_iterations_loss_and_lr_from_the_hub(work_dir):
     seen = []
 
