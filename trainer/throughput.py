@@ -62,15 +62,17 @@ class _FlopMode(TorchDispatchMode):
         from torch.utils.flop_counter import flop_registry
 
         self.formulas, self.total = flop_registry, 0
+        self._atomic = {torch.ops.prim.device.default}  # operations that do not decompose
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         formula = self.formulas.get(func.overloadpacket)
-        if formula is None and func is not torch.ops.prim.device.default:
+        if formula is None and func not in self._atomic:
             with self:  # a composite operation: count the ones it decomposes into
                 out = func.decompose(*args, **kwargs)
             if out is not NotImplemented:
                 return out
+            self._atomic.add(func)  # asked once: the mode is entered again for each attempt
         out = func(*args, **kwargs)
         if formula is not None:
             self.total += formula(*args, **kwargs, out_val=out)
